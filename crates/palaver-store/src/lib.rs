@@ -1,0 +1,144 @@
+//! Palaver's storage: the traits services use to read and write durable
+//! state, and their two implementations, SQLite (zero-setup, one machine) and
+//! PostgreSQL (production, many nodes), each with its own migrations.
+//!
+//! Depends on `palaver-core` only. Nothing here knows about HTTP, WebSockets
+//! or Redis. The SQL is written once (see [`sql`]) and compiled for each
+//! backend, so both pass the same conformance suite (`tests/store`).
+//! Counters always change in SQL, in the same transaction as the row that
+//! justifies them; never as read-modify-write in Rust.
+
+mod error;
+mod model;
+mod postgres;
+mod sql;
+mod sqlite;
+#[cfg(feature = "test-util")]
+pub mod testing;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use palaver_core::UserId;
+use palaver_core::time::Timestamp;
+use palaver_core::user::{ProfilePatch, Role, User};
+
+pub use error::StoreError;
+pub use model::{NewRefreshToken, NewUserRecord, Profile, RotateOutcome, SessionState};
+pub use postgres::PgStore;
+pub use sqlite::SqliteStore;
+
+/// Result alias for store operations.
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// Which database a store runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// SQLite file (single node).
+    Sqlite,
+    /// PostgreSQL server (any number of nodes).
+    Postgres,
+}
+
+impl Backend {
+    /// Name for logs and metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Backend::Sqlite => "sqlite",
+            Backend::Postgres => "postgres",
+        }
+    }
+}
+
+/// How to open a store.
+#[derive(Debug, Clone)]
+pub struct ConnectOptions {
+    /// `sqlite://path/to/file.db` or `postgres://user@host/db`.
+    pub url: String,
+    /// Largest connection pool (PostgreSQL; SQLite readers).
+    pub max_connections: u32,
+    /// PostgreSQL schema to work in (created if missing). Tests use a fresh
+    /// schema each so they run in parallel on one database.
+    pub pg_schema: Option<String>,
+    /// How long to wait for a connection (at start-up: for the database to
+    /// answer at all).
+    pub connect_timeout: std::time::Duration,
+}
+
+/// Opens the store the URL names and runs its migrations if asked.
+pub async fn connect(options: &ConnectOptions) -> Result<Arc<dyn Store>> {
+    if options.url.starts_with("sqlite:") {
+        Ok(Arc::new(SqliteStore::connect(options).await?))
+    } else if options.url.starts_with("postgres:") || options.url.starts_with("postgresql:") {
+        Ok(Arc::new(PgStore::connect(options).await?))
+    } else {
+        Err(StoreError::Config("database URL must start with sqlite: or postgres:".into()))
+    }
+}
+
+/// Everything durable, behind one handle. Services hold an `Arc<dyn Store>`.
+#[async_trait]
+pub trait Store: UserStore + AuthStore + Send + Sync + 'static {
+    /// Which database this is.
+    fn backend(&self) -> Backend;
+    /// Brings the schema up to date. Safe to run concurrently from several
+    /// nodes (PostgreSQL takes an advisory lock).
+    async fn migrate(&self) -> Result<()>;
+    /// A cheap round trip, for readiness checks.
+    async fn ping(&self) -> Result<()>;
+    /// Closes the pools, waiting for connections in use to return.
+    async fn close(&self);
+}
+
+/// Accounts and profiles.
+#[async_trait]
+pub trait UserStore: Send + Sync {
+    /// Creates an account. [`StoreError::Conflict`] when the email is taken.
+    async fn create_user(&self, user: &NewUserRecord) -> Result<User>;
+    /// The user with this id.
+    async fn user_by_id(&self, id: UserId) -> Result<Option<User>>;
+    /// The user with this (lowercased) email and their password hash.
+    async fn credentials_by_email(&self, email: &str) -> Result<Option<(User, String)>>;
+    /// Applies a validated profile change; absent fields stay.
+    async fn update_profile(&self, id: UserId, patch: &ProfilePatch, now: Timestamp) -> Result<User>;
+    /// Changes a user's role.
+    async fn set_role(&self, id: UserId, role: Role, now: Timestamp) -> Result<User>;
+    /// Suspends or reinstates a user.
+    async fn set_suspended(&self, id: UserId, suspended: bool, now: Timestamp) -> Result<User>;
+    /// Replaces the password hash.
+    async fn set_password_hash(&self, id: UserId, hash: &str, now: Timestamp) -> Result<()>;
+    /// Records when the user was last seen online.
+    async fn touch_last_seen(&self, id: UserId, at: Timestamp) -> Result<()>;
+    /// A user's public profile as `viewer` sees it: counts and the
+    /// relationship between the two.
+    async fn profile(&self, viewer: UserId, id: UserId) -> Result<Option<Profile>>;
+}
+
+/// Login sessions and rotating refresh tokens.
+#[async_trait]
+pub trait AuthStore: Send + Sync {
+    /// Starts a session with its first refresh token.
+    async fn create_session(
+        &self,
+        session_id: &str,
+        user_id: UserId,
+        token: &NewRefreshToken,
+        now: Timestamp,
+    ) -> Result<()>;
+    /// Spends the refresh token with hash `presented_hash` and stores `next`
+    /// in its session, atomically. Presenting an already spent token revokes
+    /// the whole session (token theft is assumed).
+    async fn rotate_refresh_token(
+        &self,
+        presented_hash: &str,
+        next: &NewRefreshToken,
+        now: Timestamp,
+    ) -> Result<RotateOutcome>;
+    /// Ends a session; false when it was already ended or never existed.
+    async fn revoke_session(&self, session_id: &str, reason: &str, now: Timestamp) -> Result<bool>;
+    /// Ends every session of a user (suspension, password change).
+    async fn revoke_user_sessions(&self, user_id: UserId, reason: &str, now: Timestamp) -> Result<u64>;
+    /// The user and their session's state, in one query: what every
+    /// authenticated request needs.
+    async fn session_user(&self, user_id: UserId, session_id: &str) -> Result<Option<(User, SessionState)>>;
+}
