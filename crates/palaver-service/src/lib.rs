@@ -1,0 +1,58 @@
+//! Palaver's application services: each use case (register, log in, update a
+//! profile, ...) as a method that checks permissions, validates input, talks
+//! to the store and returns domain types or a domain [`Error`].
+//!
+//! HTTP handlers and WebSocket gateways are thin adapters over these
+//! services, and tests call them directly. This crate depends on the core and
+//! the store; it must not depend on axum or any transport.
+
+pub mod auth;
+pub mod password;
+pub mod ratelimit;
+pub mod users;
+
+use std::sync::Arc;
+
+pub use palaver_core::{Error, Result};
+use palaver_store::Store;
+
+pub use auth::{AuthService, AuthSettings, Principal, TokenPair};
+pub use password::{PasswordHasher, PasswordParams};
+pub use ratelimit::{MemoryRateLimiter, RateLimiter, RateSpec};
+pub use users::UserService;
+
+/// Every service, cheap to clone, shared by all transports.
+#[derive(Clone)]
+pub struct Services {
+    /// The durable store.
+    pub store: Arc<dyn Store>,
+    /// Registration, login, tokens.
+    pub auth: Arc<AuthService>,
+    /// Profiles and account administration.
+    pub users: Arc<UserService>,
+    /// Per-key request budgets.
+    pub rate_limiter: Arc<dyn RateLimiter>,
+}
+
+impl std::fmt::Debug for Services {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Services").field("backend", &self.store.backend()).finish_non_exhaustive()
+    }
+}
+
+/// Settings the services need, gathered by the server from its config.
+#[derive(Debug, Clone)]
+pub struct ServiceSettings {
+    /// Token and password settings.
+    pub auth: AuthSettings,
+}
+
+impl Services {
+    /// Builds every service on one store.
+    pub fn new(store: Arc<dyn Store>, settings: ServiceSettings, rate_limiter: Arc<dyn RateLimiter>) -> Result<Self> {
+        let hasher = Arc::new(PasswordHasher::new(settings.auth.password)?);
+        let users = Arc::new(UserService::new(store.clone(), hasher.clone()));
+        let auth = Arc::new(AuthService::new(store.clone(), users.clone(), hasher, settings.auth)?);
+        Ok(Self { store, auth, users, rate_limiter })
+    }
+}
