@@ -1,0 +1,411 @@
+//! Building the application and serving it.
+//!
+//! [`App::build`] turns a [`Config`] into running services (store, Redis,
+//! secrets); [`App::router`] is the axum app; [`serve`] runs it on a listener
+//! until a shutdown signal. Binding the port is the caller's business, so
+//! tests pass a listener on port 0.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, FromRef, Request, State};
+use axum::http::{HeaderName, HeaderValue, Method, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use metrics_exporter_prometheus::PrometheusHandle;
+use palaver_service::{MemoryRateLimiter, RateSpec, ServiceSettings, Services};
+use palaver_store::{ConnectOptions, Store};
+use secrecy::SecretString;
+use serde_json::json;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tower::ServiceBuilder;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::cors::{AllowOrigin, CorsLayer};
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
+use tower_http::trace::{DefaultOnResponse, TraceLayer};
+use tracing::Level;
+use utoipa::openapi::OpenApi;
+
+use crate::config::Config;
+use crate::error::error_response;
+use crate::observability;
+
+/// HTTP-level settings handlers consult.
+#[derive(Debug, Clone)]
+pub struct HttpSettings {
+    /// Largest JSON body.
+    pub max_body_bytes: usize,
+    /// Longest request.
+    pub request_timeout: Duration,
+    /// CORS origins (empty: none; `*`: any).
+    pub cors_origins: Vec<String>,
+    /// Use X-Forwarded-For for the client address.
+    pub trust_forwarded_for: bool,
+    /// Login budget per address.
+    pub rate_login: RateSpec,
+    /// Registration budget per address.
+    pub rate_register: RateSpec,
+    /// Refresh budget per address.
+    pub rate_refresh: RateSpec,
+}
+
+impl HttpSettings {
+    fn from_config(config: &Config) -> Self {
+        Self {
+            max_body_bytes: usize::try_from(config.max_body_bytes).unwrap_or(usize::MAX),
+            request_timeout: config.request_timeout,
+            cors_origins: config.cors_origins.clone(),
+            trust_forwarded_for: config.trust_forwarded_for,
+            rate_login: config.rate_login,
+            rate_register: config.rate_register,
+            rate_refresh: config.rate_refresh,
+        }
+    }
+}
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct AppState {
+    /// The application services.
+    pub services: Services,
+    /// HTTP settings.
+    pub http: Arc<HttpSettings>,
+    /// Metrics renderer.
+    pub prometheus: PrometheusHandle,
+    /// Redis, when configured.
+    pub redis: Option<redis::aio::ConnectionManager>,
+    /// This node's name.
+    pub node_id: Arc<str>,
+    /// Cancelled when the server shuts down; long-lived tasks watch it.
+    pub shutdown: CancellationToken,
+}
+
+impl FromRef<AppState> for Services {
+    fn from_ref(state: &AppState) -> Self {
+        state.services.clone()
+    }
+}
+
+/// A built application, ready to serve.
+pub struct App {
+    /// Shared state.
+    pub state: AppState,
+    shutdown_grace: Duration,
+    rate_limiter: Arc<MemoryRateLimiter>,
+}
+
+impl std::fmt::Debug for App {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("App").field("node_id", &self.state.node_id).finish_non_exhaustive()
+    }
+}
+
+/// Opens the store the config names and brings its schema up to date.
+pub async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
+    let url = config.database_url();
+    if url.starts_with("sqlite:") {
+        std::fs::create_dir_all(&config.data_dir)
+            .with_context(|| format!("cannot create the data folder {}", config.data_dir.display()))?;
+    }
+    let options = ConnectOptions {
+        url,
+        max_connections: config.db_max_connections,
+        pg_schema: None,
+        connect_timeout: config.db_connect_timeout,
+    };
+    let store = palaver_store::connect(&options).await.context("cannot open the database (DATABASE_URL)")?;
+    store.migrate().await.context("database migration failed")?;
+    Ok(store)
+}
+
+impl App {
+    /// Connects everything the config names and builds the services.
+    pub async fn build(config: &Config) -> anyhow::Result<Self> {
+        let store = open_store(config).await?;
+        Self::with_store(config, store).await
+    }
+
+    /// Builds the app on an already opened, migrated store.
+    pub async fn with_store(config: &Config, store: Arc<dyn Store>) -> anyhow::Result<Self> {
+        config.validate()?;
+        let jwt_secret: SecretString = match &config.jwt_secret {
+            Some(secret) => secret.clone(),
+            None => crate::secrets::load_or_generate(&config.data_dir, "jwt-secret")
+                .context("cannot create the development JWT secret in the data folder")?,
+        };
+        let redis = match &config.redis_url {
+            Some(url) => {
+                let client = redis::Client::open(url.as_str()).context("invalid setting REDIS_URL")?;
+                let manager = tokio::time::timeout(Duration::from_secs(10), client.get_connection_manager())
+                    .await
+                    .context("Redis (REDIS_URL) did not answer within 10 s")?
+                    .context("cannot connect to Redis (REDIS_URL)")?;
+                Some(manager)
+            }
+            None => None,
+        };
+        let rate_limiter = Arc::new(MemoryRateLimiter::new());
+        let settings = ServiceSettings {
+            auth: palaver_service::AuthSettings {
+                jwt_secret,
+                access_token_ttl: config.access_token_ttl,
+                refresh_token_ttl: config.refresh_token_ttl,
+                password: palaver_service::PasswordParams {
+                    memory_kib: config.argon2_memory_kib,
+                    iterations: config.argon2_iterations,
+                    parallelism: 1,
+                },
+            },
+        };
+        let services = Services::new(store, settings, rate_limiter.clone())?;
+        let node_id: Arc<str> = config
+            .node_id
+            .clone()
+            .unwrap_or_else(|| format!("node-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]))
+            .into();
+        let state = AppState {
+            services,
+            http: Arc::new(HttpSettings::from_config(config)),
+            prometheus: observability::prometheus(),
+            redis,
+            node_id,
+            shutdown: CancellationToken::new(),
+        };
+        Ok(Self { state, shutdown_grace: config.shutdown_grace, rate_limiter })
+    }
+
+    /// The axum application.
+    pub fn router(&self) -> Router {
+        router(self.state.clone())
+    }
+}
+
+/// The whole HTTP surface with its middleware.
+pub fn router(state: AppState) -> Router {
+    let (api, openapi) = crate::http::documented().split_for_parts();
+    let spec: Arc<str> = openapi.to_pretty_json().unwrap_or_default().into();
+    let http = state.http.clone();
+
+    let router = api
+        .route(
+            "/api/openapi.json",
+            axum::routing::get(move || {
+                let spec = spec.clone();
+                async move { ([(header::CONTENT_TYPE, "application/json")], spec.to_string()) }
+            }),
+        )
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .with_state(state);
+
+    with_middleware(router, &http)
+}
+
+/// Wraps a router in the middleware every route gets: metrics, timeout, body
+/// limit, request ids, tracing, panic recovery, CORS.
+pub fn with_middleware(router: Router, http: &HttpSettings) -> Router {
+    let x_request_id = HeaderName::from_static("x-request-id");
+    router
+        // Per route (Router::layer wraps each route), so the matched route is known.
+        .layer(middleware::from_fn(observability::track_requests))
+        .layer(middleware::from_fn_with_state(http.request_timeout, timeout))
+        .layer(DefaultBodyLimit::max(http.max_body_bytes))
+        .layer(
+            ServiceBuilder::new()
+                .layer(SetSensitiveRequestHeadersLayer::new([header::AUTHORIZATION, header::COOKIE]))
+                .layer(SetRequestIdLayer::new(x_request_id.clone(), MakeRequestUuid))
+                .layer(
+                    TraceLayer::new_for_http()
+                        .make_span_with(observability::request_span)
+                        .on_request(())
+                        .on_response(DefaultOnResponse::new().level(Level::INFO)),
+                )
+                .layer(PropagateRequestIdLayer::new(x_request_id))
+                .layer(CatchPanicLayer::custom(panic_response))
+                .option_layer(cors(&http.cors_origins)),
+        )
+}
+
+/// Converts the OpenAPI document built from the handlers, for `palaver
+/// openapi` and the drift test.
+pub fn openapi() -> OpenApi {
+    crate::http::documented().split_for_parts().1
+}
+
+fn cors(origins: &[String]) -> Option<CorsLayer> {
+    if origins.is_empty() {
+        return None;
+    }
+    let allow_origin = if origins.iter().any(|o| o == "*") {
+        AllowOrigin::any()
+    } else {
+        AllowOrigin::list(origins.iter().filter_map(|o| o.parse::<HeaderValue>().ok()))
+    };
+    Some(
+        CorsLayer::new()
+            .allow_origin(allow_origin)
+            .allow_methods([Method::GET, Method::POST, Method::PUT, Method::PATCH, Method::DELETE])
+            .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE])
+            .expose_headers([header::RETRY_AFTER, HeaderName::from_static("x-request-id")])
+            .max_age(Duration::from_secs(3600)),
+    )
+}
+
+async fn timeout(State(limit): State<Duration>, request: Request, next: Next) -> Response {
+    match tokio::time::timeout(limit, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => error_response(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "timeout",
+            format!("the request took longer than {} s", limit.as_secs_f32()),
+            json!({}),
+        ),
+    }
+}
+
+async fn not_found(method: Method, uri: axum::http::Uri) -> Response {
+    error_response(StatusCode::NOT_FOUND, "not_found", format!("no route for {method} {}", uri.path()), json!({}))
+}
+
+async fn method_not_allowed(method: Method, uri: axum::http::Uri) -> Response {
+    error_response(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        format!("{method} is not allowed on {}", uri.path()),
+        json!({}),
+    )
+}
+
+fn panic_response(panic: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    let detail = panic
+        .downcast_ref::<String>()
+        .map(String::as_str)
+        .or_else(|| panic.downcast_ref::<&str>().copied())
+        .unwrap_or("unknown panic");
+    tracing::error!(panic = detail, "handler panicked");
+    error_response(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal server error", json!({})).into_response()
+}
+
+/// Serves `app` on `listener` until `shutdown` completes, then lets requests
+/// in flight finish for up to the configured grace period.
+pub async fn serve(
+    listener: TcpListener,
+    app: App,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let token = app.state.shutdown.clone();
+    let trigger = token.clone();
+    tokio::spawn(async move {
+        shutdown.await;
+        trigger.cancel();
+    });
+    tokio::spawn(observability::upkeep(app.state.prometheus.clone(), token.clone()));
+    tokio::spawn(prune_rate_limits(app.rate_limiter.clone(), token.clone()));
+
+    let addr = listener.local_addr()?;
+    tracing::info!(%addr, node = %app.state.node_id, backend = app.state.services.store.backend().as_str(), "listening");
+    let service = app.router().into_make_service_with_connect_info::<SocketAddr>();
+    let server = axum::serve(listener, service).with_graceful_shutdown(token.clone().cancelled_owned());
+    let grace = app.shutdown_grace;
+    tokio::select! {
+        result = server => result?,
+        () = async { token.cancelled().await; tokio::time::sleep(grace).await } => {
+            tracing::warn!(grace = ?grace, "connections still open after the grace period; closing");
+        }
+    }
+    app.state.services.store.close().await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn prune_rate_limits(limiter: Arc<MemoryRateLimiter>, shutdown: CancellationToken) {
+    let mut tick = tokio::time::interval(Duration::from_secs(60));
+    loop {
+        tokio::select! {
+            _ = tick.tick() => limiter.prune(),
+            () = shutdown.cancelled() => break,
+        }
+    }
+}
+
+/// Completes on SIGINT (Ctrl-C) or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(e) = tokio::signal::ctrl_c().await {
+            tracing::error!(error = %e, "cannot listen for Ctrl-C");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => tracing::info!("SIGINT received, shutting down"),
+        () = term => tracing::info!("SIGTERM received, shutting down"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::body::Body;
+    use axum::routing::get;
+    use tower::ServiceExt as _;
+
+    use super::*;
+
+    fn settings(timeout: Duration) -> HttpSettings {
+        let config = Config::defaults();
+        HttpSettings { request_timeout: timeout, ..HttpSettings::from_config(&config) }
+    }
+
+    async fn body_json(response: Response) -> serde_json::Value {
+        let bytes = axum::body::to_bytes(response.into_body(), 1 << 20).await.unwrap();
+        serde_json::from_slice(&bytes).unwrap()
+    }
+
+    #[tokio::test]
+    async fn slow_requests_time_out_with_the_error_shape() {
+        let slow = Router::new().route(
+            "/slow",
+            get(|| async {
+                tokio::time::sleep(Duration::from_secs(30)).await;
+                "late"
+            }),
+        );
+        let app = with_middleware(slow, &settings(Duration::from_millis(50)));
+        let response = app.oneshot(Request::get("/slow").body(Body::empty()).unwrap()).await.unwrap();
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(body_json(response).await["error"]["code"], "timeout");
+    }
+
+    #[tokio::test]
+    async fn a_panicking_handler_is_a_generic_500() {
+        #[allow(clippy::panic)]
+        async fn boom() -> &'static str {
+            panic!("secret internal detail /srv/palaver")
+        }
+        let app = with_middleware(Router::new().route("/boom", get(boom)), &settings(Duration::from_secs(5)));
+        let response = app.oneshot(Request::get("/boom").body(Body::empty()).unwrap()).await.unwrap();
+        assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        let body = body_json(response).await;
+        assert_eq!(body["error"]["code"], "internal");
+        assert!(!body.to_string().contains("secret internal detail"));
+    }
+}

@@ -1,0 +1,121 @@
+//! `palaver bench ...`: measurements that write their figures, with the
+//! command that produced them, into `docs/BENCHMARKS.md`.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use clap::Subcommand;
+
+use crate::config::Config;
+
+/// Benchmarks.
+#[derive(Debug, Subcommand)]
+pub enum BenchCommand {
+    /// Time from process start to a ready server (GET /readyz answers 200),
+    /// on a fresh SQLite data folder (cold: creates and migrates the database)
+    /// and on an existing one (warm).
+    Startup {
+        /// Runs of each kind.
+        #[arg(long, default_value = "15")]
+        runs: usize,
+        /// Markdown file whose startup section is replaced with the results.
+        #[arg(long)]
+        write: Option<PathBuf>,
+    },
+}
+
+/// Runs a benchmark.
+pub async fn run(command: BenchCommand, _config: &Config) -> anyhow::Result<()> {
+    match command {
+        BenchCommand::Startup { runs, write } => startup(runs, write.as_deref()).await,
+    }
+}
+
+async fn startup(runs: usize, write: Option<&Path>) -> anyhow::Result<()> {
+    let exe = std::env::current_exe().context("cannot find the palaver executable")?;
+    let client = reqwest::Client::builder().timeout(Duration::from_secs(2)).build()?;
+    let mut cold = Vec::with_capacity(runs);
+    let mut warm = Vec::with_capacity(runs);
+    for _ in 0..runs {
+        let dir = tempfile::tempdir()?;
+        cold.push(start_once(&exe, dir.path(), &client).await?);
+        warm.push(start_once(&exe, dir.path(), &client).await?);
+    }
+    let report = format!(
+        "Command: `palaver bench startup --runs {runs}` (release build; each run a fresh process; \
+         SQLite in a temporary data folder)\n\n\
+         | start | median | p90 | min | max |\n|---|---|---|---|---|\n{}\n{}\n",
+        row("cold (new database, migrations run)", &mut cold),
+        row("warm (existing database)", &mut warm),
+    );
+    println!("{report}");
+    if let Some(path) = write {
+        write_section(path, "startup", &report)?;
+        println!("written to {}", path.display());
+    }
+    Ok(())
+}
+
+async fn start_once(exe: &Path, data_dir: &Path, client: &reqwest::Client) -> anyhow::Result<Duration> {
+    let port = {
+        let probe = std::net::TcpListener::bind("127.0.0.1:0")?;
+        probe.local_addr()?.port()
+    };
+    let started = Instant::now();
+    let mut child = tokio::process::Command::new(exe)
+        .env_clear()
+        .env("PALAVER_DATA_DIR", data_dir)
+        .env("PALAVER_LISTEN", format!("127.0.0.1:{port}"))
+        .env("PALAVER_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .context("cannot start palaver")?;
+    let url = format!("http://127.0.0.1:{port}/readyz");
+    let deadline = started + Duration::from_secs(30);
+    let elapsed = loop {
+        if let Ok(r) = client.get(&url).send().await
+            && r.status().is_success()
+        {
+            break started.elapsed();
+        }
+        if Instant::now() > deadline {
+            anyhow::bail!("palaver did not become ready within 30 s");
+        }
+        if let Some(status) = child.try_wait()? {
+            anyhow::bail!("palaver exited during start-up: {status}");
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    };
+    child.kill().await.ok();
+    Ok(elapsed)
+}
+
+fn row(name: &str, samples: &mut [Duration]) -> String {
+    samples.sort();
+    let pick = |q: f64| {
+        let i = ((samples.len() as f64 - 1.0) * q).round() as usize;
+        samples.get(i).copied().unwrap_or_default()
+    };
+    let ms = |d: Duration| format!("{:.1} ms", d.as_secs_f64() * 1000.0);
+    format!("| {name} | {} | {} | {} | {} |", ms(pick(0.5)), ms(pick(0.9)), ms(pick(0.0)), ms(pick(1.0)))
+}
+
+/// Replaces the text between `<!-- bench:NAME -->` and `<!-- /bench:NAME -->`
+/// in a markdown file (appending the section if it is missing).
+pub fn write_section(path: &Path, name: &str, body: &str) -> anyhow::Result<()> {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let open = format!("<!-- bench:{name} -->");
+    let close = format!("<!-- /bench:{name} -->");
+    let section = format!("{open}\n{body}\n{close}");
+    let updated = match (text.find(&open), text.find(&close)) {
+        (Some(start), Some(end)) if end > start => {
+            format!("{}{}{}", &text[..start], section, &text[end + close.len()..])
+        }
+        _ => format!("{text}\n{section}\n"),
+    };
+    std::fs::write(path, updated).with_context(|| format!("cannot write {}", path.display()))
+}

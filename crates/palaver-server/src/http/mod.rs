@@ -1,0 +1,52 @@
+//! The REST API under `/api/v1`, one module per area. Handlers are thin:
+//! extract, call a service, shape the response.
+
+pub mod auth;
+pub mod ops;
+pub mod users;
+
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+use utoipa_axum::router::OpenApiRouter;
+
+use crate::app::AppState;
+
+/// The OpenAPI document's frame; paths are collected from the handlers.
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Palaver API",
+        description = "The social and real-time server for language exchange. Errors always have the shape \
+                       {\"error\":{\"code\",\"message\",\"details\"}}; lists are cursor-paginated.",
+        license(name = "AGPL-3.0-only")
+    ),
+    modifiers(&BearerAuth),
+    tags(
+        (name = "auth", description = "Registration, login and tokens"),
+        (name = "users", description = "Profiles"),
+        (name = "ops", description = "Health, readiness, metrics")
+    )
+)]
+pub struct ApiDoc;
+
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).bearer_format("JWT").build()),
+        );
+    }
+}
+
+/// Every `/api/v1` route with its OpenAPI description.
+pub fn api_v1() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().merge(auth::routes()).merge(users::routes())
+}
+
+/// The whole documented API: `/api/v1/...` plus the operational endpoints.
+pub fn documented() -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(ApiDoc::openapi()).nest("/api/v1", api_v1()).merge(ops::routes())
+}

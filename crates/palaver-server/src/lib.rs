@@ -1,0 +1,20 @@
+//! The `palaver` server: configuration, the axum application (REST API,
+//! WebSocket gateway, web client), the command line.
+//!
+//! This crate is the HTTP edge. It parses and authenticates requests, calls
+//! `palaver-service`, and shapes responses; domain rules live in the
+//! services. `main` only parses the config, binds the port and calls
+//! [`app::serve`], so tests can serve on a listener of their own.
+
+pub mod app;
+pub mod bench;
+pub mod cli;
+pub mod config;
+pub mod error;
+pub mod extract;
+pub mod http;
+pub mod observability;
+pub mod secrets;
+
+pub use app::{App, AppState, router, serve};
+pub use config::{Cli, Config};

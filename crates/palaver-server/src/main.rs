@@ -1,0 +1,5 @@
+//! `palaver`: see `palaver --help`.
+
+fn main() -> std::process::ExitCode {
+    palaver_server::cli::main()
+}

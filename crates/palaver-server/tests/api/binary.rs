@@ -1,0 +1,259 @@
+//! The `palaver` binary itself: zero-setup start, settings errors, graceful
+//! shutdown, CLI commands, and logs that keep secrets out.
+
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use clap::CommandFactory as _;
+use serde_json::{Value, json};
+
+const BIN: &str = env!("CARGO_BIN_EXE_palaver");
+
+/// A `palaver` command with a clean environment (no settings leak in from
+/// the developer's shell) and cheap password hashing.
+fn palaver(data_dir: &Path) -> Command {
+    let mut cmd = Command::new(BIN);
+    cmd.env_clear()
+        .env("PALAVER_DATA_DIR", data_dir)
+        .env("PALAVER_ARGON2_MEMORY_KIB", "256")
+        .env("PALAVER_ARGON2_ITERATIONS", "1")
+        .env("PALAVER_LOG_FORMAT", "json");
+    cmd
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+fn run(cmd: &mut Command) -> Output {
+    cmd.stdin(Stdio::null()).output().unwrap()
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// Starts the server and waits (polling, bounded) until /readyz answers.
+async fn start(mut cmd: Command, port: u16) -> Child {
+    let mut child = cmd
+        .env("PALAVER_LISTEN", format!("127.0.0.1:{port}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let client = reqwest::Client::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Ok(resp) = client.get(format!("http://127.0.0.1:{port}/readyz")).send().await
+            && resp.status().is_success()
+        {
+            return child;
+        }
+        if let Some(status) = child.try_wait().unwrap() {
+            let mut err = String::new();
+            std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut err).unwrap();
+            panic!("palaver exited with {status} during start-up: {err}");
+        }
+        assert!(Instant::now() < deadline, "palaver not ready within 30 s");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Sends SIGTERM and waits for the exit, returning status and stderr.
+fn terminate(mut child: Child) -> (std::process::ExitStatus, String) {
+    let ok = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    assert!(ok.success());
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "palaver did not stop within 15 s of SIGTERM");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut err = String::new();
+    std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut err).unwrap();
+    (status, err)
+}
+
+#[tokio::test]
+async fn starts_with_zero_setup_and_stops_gracefully_on_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let port = free_port();
+    let child = start(palaver(&data), port).await;
+    assert!(data.join("palaver.db").exists(), "SQLite database created in the data folder");
+    assert!(data.join("secrets/jwt-secret").exists(), "development JWT secret generated");
+    let (status, log) = terminate(child);
+    assert!(status.success(), "clean exit on SIGTERM: {status}; log: {log}");
+    assert!(log.contains("SIGTERM received"), "{log}");
+    assert!(log.contains("\"stopped\""), "{log}");
+}
+
+#[test]
+fn a_bad_setting_stops_start_up_and_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = run(palaver(dir.path()).env("PALAVER_LISTEN", "not-an-address"));
+    assert_eq!(out.status.code(), Some(2));
+    let err = stderr(&out);
+    assert!(err.contains("--listen") && err.contains("PALAVER_LISTEN"), "{err}");
+
+    let out = run(palaver(dir.path()).env("PALAVER_ACCESS_TOKEN_TTL", "soon"));
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("PALAVER_ACCESS_TOKEN_TTL"), "{}", stderr(&out));
+
+    let out = run(palaver(dir.path()).env("PALAVER_ENV", "production"));
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("PALAVER_JWT_SECRET"), "{}", stderr(&out));
+
+    let out = run(palaver(dir.path()).env("PALAVER_JWT_SECRET", "too-short"));
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("at least 32 bytes"), "{}", stderr(&out));
+
+    let out = run(palaver(dir.path()).env("DATABASE_URL", "mysql://localhost/x"));
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("DATABASE_URL"), "{}", stderr(&out));
+
+    let port = free_port();
+    let out = run(palaver(dir.path())
+        .env("DATABASE_URL", format!("postgres://nobody@127.0.0.1:{port}/none"))
+        .env("PALAVER_DB_CONNECT_TIMEOUT", "1s"));
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("cannot open the database (DATABASE_URL)"), "{}", stderr(&out));
+
+    let file = dir.path().join("palaver.toml");
+    std::fs::write(&file, "listen = \"127.0.0.1:1\"\nbogus_setting = 1\n").unwrap();
+    let out = run(palaver(dir.path()).env("PALAVER_CONFIG", &file));
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("unknown setting `bogus_setting`"), "{}", stderr(&out));
+}
+
+#[test]
+fn help_lists_every_setting() {
+    let out = run(Command::new(BIN).arg("--help"));
+    assert!(out.status.success());
+    let help = String::from_utf8_lossy(&out.stdout);
+    let command = palaver_server::Cli::command();
+    for arg in command.get_arguments() {
+        if let Some(long) = arg.get_long() {
+            assert!(help.contains(&format!("--{long}")), "--{long} missing from --help");
+        }
+        if let Some(env) = arg.get_env() {
+            let env = env.to_string_lossy();
+            assert!(help.contains(env.as_ref()), "{env} missing from --help");
+        }
+    }
+    for env in ["PALAVER_LISTEN", "PALAVER_DATA_DIR", "DATABASE_URL", "REDIS_URL"] {
+        assert!(help.contains(env), "{env} missing from --help");
+    }
+}
+
+/// The README's configuration table names every setting the binary has.
+#[test]
+fn readme_documents_every_setting() {
+    let readme = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../README.md")).unwrap();
+    let command = palaver_server::Cli::command();
+    for arg in command.get_arguments() {
+        if let Some(env) = arg.get_env() {
+            let env = env.to_string_lossy();
+            assert!(readme.contains(&format!("`{env}`")), "README's configuration table lacks {env}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn migrate_and_admin_create_user() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = run(palaver(dir.path()).arg("migrate"));
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("up to date"));
+
+    let create = |email: &str| {
+        run(palaver(dir.path())
+            .args(["admin", "create-user", "--email", email, "--role", "admin"])
+            .env("PALAVER_ADMIN_PASSWORD", "admin-password-123"))
+    };
+    let out = create("root@example.org");
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("with role admin"));
+    let again = create("root@example.org");
+    assert_eq!(again.status.code(), Some(1));
+    assert!(stderr(&again).contains("already exists"), "{}", stderr(&again));
+    let bad =
+        run(palaver(dir.path()).args(["admin", "create-user", "--email", "x@example.org", "--password", "short"]));
+    assert_eq!(bad.status.code(), Some(1));
+    assert!(stderr(&bad).contains("password"), "{}", stderr(&bad));
+
+    let port = free_port();
+    let child = start(palaver(dir.path()), port).await;
+    let login: Value = reqwest::Client::new()
+        .post(format!("http://127.0.0.1:{port}/api/v1/auth/login"))
+        .json(&json!({"email": "root@example.org", "password": "admin-password-123"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(login["user"]["role"], "admin", "{login}");
+    let (status, _) = terminate(child);
+    assert!(status.success());
+}
+
+/// Runs a session at the most verbose log level and checks that no
+/// password, access token or refresh token appears anywhere in the log.
+#[tokio::test]
+async fn logs_never_contain_passwords_or_tokens() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let mut cmd = palaver(dir.path());
+    cmd.env("PALAVER_LOG", "trace");
+    let child = start(cmd, port).await;
+    let base = format!("http://127.0.0.1:{port}/api/v1");
+    let client = reqwest::Client::new();
+    let password = "Sup3r-Secret-Passw0rd";
+    let reg: Value = client
+        .post(format!("{base}/auth/register"))
+        .json(&json!({"email": "quiet@example.org", "password": password, "display_name": "Quiet"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let access = reg["access_token"].as_str().unwrap().to_owned();
+    let refresh = reg["refresh_token"].as_str().unwrap().to_owned();
+    let wrong = "Wr0ng-Passw0rd-Attempt";
+    client
+        .post(format!("{base}/auth/login"))
+        .json(&json!({"email": "quiet@example.org", "password": wrong}))
+        .send()
+        .await
+        .unwrap();
+    let refreshed: Value = client
+        .post(format!("{base}/auth/refresh"))
+        .json(&json!({"refresh_token": refresh}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let access2 = refreshed["access_token"].as_str().unwrap().to_owned();
+    let refresh2 = refreshed["refresh_token"].as_str().unwrap().to_owned();
+    client.get(format!("{base}/users/me")).bearer_auth(&access2).send().await.unwrap();
+    client.get(format!("{base}/users/me?token={access2}")).send().await.unwrap();
+    // Reuse of a spent token is logged (as a warning), without the token.
+    client.post(format!("{base}/auth/refresh")).json(&json!({"refresh_token": refresh})).send().await.unwrap();
+    let (status, log) = terminate(child);
+    assert!(status.success());
+    assert!(log.contains("refresh token presented again"), "the reuse was logged");
+    assert!(log.len() > 1000, "trace logging produced output");
+    for secret in [password, wrong, &access, &refresh, &access2, &refresh2] {
+        assert!(!log.contains(secret), "secret leaked into the log");
+    }
+    // The parts of a JWT are secrets too (the signature proves possession).
+    let signature = access2.rsplit('.').next().unwrap();
+    assert!(!log.contains(signature));
+}

@@ -1,0 +1,265 @@
+//! `spawn_app()` and a small typed client.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use palaver_server::{App, Config};
+use palaver_store::Store;
+use palaver_store::testing::{self, TestDb};
+use reqwest::{Method, StatusCode};
+use secrecy::SecretString;
+use serde_json::{Value, json};
+use tokio_util::sync::CancellationToken;
+
+/// The secret test apps sign tokens with (tests forge tokens with it).
+pub const JWT_SECRET: &str = "test-secret-test-secret-test-secret-0123456789";
+
+/// Which storage a test app runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// SQLite file + in-process broker.
+    Sqlite,
+    /// PostgreSQL schema + Redis.
+    Postgres,
+}
+
+/// Generates `sqlite` and `postgres` variants of an API test. The PostgreSQL
+/// variant is skipped (and says so) when no test database is configured.
+macro_rules! api_test {
+    ($(#[$meta:meta])* async fn $name:ident($app:ident) $body:block) => {
+        mod $name {
+            #[allow(unused_imports)]
+            use super::*;
+
+            async fn run($app: $crate::helpers::TestApp) $body
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                let app = $crate::helpers::spawn_app($crate::helpers::Backend::Sqlite).await.unwrap();
+                run(app.clone()).await;
+                app.stop().await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                let Some(app) = $crate::helpers::spawn_app($crate::helpers::Backend::Postgres).await else {
+                    return;
+                };
+                run(app.clone()).await;
+                app.stop().await;
+            }
+        }
+    };
+}
+pub(crate) use api_test;
+
+/// A running server and a client for it.
+#[derive(Clone)]
+pub struct TestApp {
+    pub addr: SocketAddr,
+    pub client: reqwest::Client,
+    pub store: Arc<dyn Store>,
+    pub config: Arc<Config>,
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    shutdown: CancellationToken,
+    server: tokio::sync::Mutex<Option<tokio::task::JoinHandle<std::io::Result<()>>>>,
+    db: tokio::sync::Mutex<Option<TestDb>>,
+    _data_dir: tempfile::TempDir,
+}
+
+/// Test defaults: cheap password hashing, a known JWT secret, a private
+/// data folder, generous rate limits.
+pub fn test_config(data_dir: &std::path::Path) -> Config {
+    let mut config = Config::defaults();
+    config.data_dir = data_dir.to_path_buf();
+    config.jwt_secret = Some(SecretString::from(JWT_SECRET.to_owned()));
+    config.argon2_memory_kib = 256;
+    config.argon2_iterations = 1;
+    config.rate_login = "1000/1m".parse().unwrap();
+    config.rate_register = "1000/1m".parse().unwrap();
+    config.rate_refresh = "1000/1m".parse().unwrap();
+    config.shutdown_grace = Duration::from_secs(2);
+    config
+}
+
+/// A server on SQLite, or on PostgreSQL (+ Redis when configured); `None`
+/// when PostgreSQL is asked for but not configured.
+pub async fn spawn_app(backend: Backend) -> Option<TestApp> {
+    spawn_app_with(backend, |_| {}).await
+}
+
+/// [`spawn_app`] with a chance to change the config first.
+pub async fn spawn_app_with(backend: Backend, tweak: impl FnOnce(&mut Config)) -> Option<TestApp> {
+    init_test_logging();
+    let data_dir = tempfile::tempdir().unwrap();
+    let mut config = test_config(data_dir.path());
+    let db = match backend {
+        Backend::Sqlite => testing::sqlite().await.unwrap(),
+        Backend::Postgres => {
+            let db = testing::postgres().await.unwrap()?;
+            if let Some(url) = redis_url() {
+                config.redis_url = Some(url);
+                config.redis_prefix = format!("palaver-test-{}", uuid::Uuid::new_v4().simple());
+            }
+            db
+        }
+    };
+    config.database_url = Some(db.options.url.clone());
+    tweak(&mut config);
+    let store = db.store.clone();
+    let app = App::with_store(&config, store.clone()).await.unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let shutdown = CancellationToken::new();
+    let stop = shutdown.clone();
+    let server = tokio::spawn(palaver_server::serve(listener, app, async move { stop.cancelled().await }));
+    Some(TestApp {
+        addr,
+        client: reqwest::Client::builder().timeout(Duration::from_secs(30)).build().unwrap(),
+        store,
+        config: Arc::new(config),
+        inner: Arc::new(Inner {
+            shutdown,
+            server: tokio::sync::Mutex::new(Some(server)),
+            db: tokio::sync::Mutex::new(Some(db)),
+            _data_dir: data_dir,
+        }),
+    })
+}
+
+/// The Redis URL tests may use, if any.
+pub fn redis_url() -> Option<String> {
+    std::env::var("PALAVER_TEST_REDIS_URL").ok().filter(|u| !u.is_empty())
+}
+
+fn init_test_logging() {
+    if std::env::var_os("TEST_LOG").is_some() {
+        let _ = tracing_subscriber::fmt().with_env_filter("info,palaver=debug").with_test_writer().try_init();
+    }
+}
+
+/// A registered user with live tokens.
+#[derive(Debug, Clone)]
+pub struct TestUser {
+    pub id: i64,
+    pub email: String,
+    pub password: String,
+    pub access_token: String,
+    pub refresh_token: String,
+}
+
+/// A response: status, headers and JSON body (Null when empty or not JSON).
+#[derive(Debug)]
+pub struct Reply {
+    pub status: StatusCode,
+    pub headers: reqwest::header::HeaderMap,
+    pub body: Value,
+}
+
+impl Reply {
+    /// Asserts the status, with the body in the message when it differs.
+    #[track_caller]
+    pub fn expect(self, status: u16) -> Value {
+        assert_eq!(self.status.as_u16(), status, "unexpected status; body: {}", self.body);
+        self.body
+    }
+
+    /// Asserts an error response: status, error code, and the error shape.
+    #[track_caller]
+    pub fn expect_error(self, status: u16, code: &str) -> Value {
+        let body = self.expect(status);
+        assert_eq!(body["error"]["code"], code, "body: {body}");
+        assert!(body["error"]["message"].is_string(), "error has a message: {body}");
+        assert!(body["error"]["details"].is_object(), "error has details: {body}");
+        body
+    }
+}
+
+impl TestApp {
+    /// `http://127.0.0.1:port` + path.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    /// Sends a request with an optional bearer token and JSON body.
+    pub async fn call(&self, method: Method, path: &str, token: Option<&str>, body: Option<Value>) -> Reply {
+        let mut req = self.client.request(method, self.url(path));
+        if let Some(token) = token {
+            req = req.bearer_auth(token);
+        }
+        if let Some(body) = body {
+            req = req.json(&body);
+        }
+        Self::reply(req.send().await.unwrap()).await
+    }
+
+    /// Turns a response into a [`Reply`].
+    pub async fn reply(resp: reqwest::Response) -> Reply {
+        let status = resp.status();
+        let headers = resp.headers().clone();
+        let bytes = resp.bytes().await.unwrap();
+        let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        Reply { status, headers, body }
+    }
+
+    pub async fn get(&self, path: &str, token: &str) -> Reply {
+        self.call(Method::GET, path, Some(token), None).await
+    }
+
+    pub async fn post(&self, path: &str, token: Option<&str>, body: Value) -> Reply {
+        self.call(Method::POST, path, token, Some(body)).await
+    }
+
+    pub async fn patch(&self, path: &str, token: &str, body: Value) -> Reply {
+        self.call(Method::PATCH, path, Some(token), Some(body)).await
+    }
+
+    /// Sends raw bytes with a given content type.
+    pub async fn post_raw(&self, path: &str, content_type: &str, body: impl Into<reqwest::Body>) -> Reply {
+        let resp =
+            self.client.post(self.url(path)).header("content-type", content_type).body(body).send().await.unwrap();
+        Self::reply(resp).await
+    }
+
+    /// Registers a user (display name from the email) and returns it with
+    /// its tokens.
+    pub async fn register(&self, email: &str) -> TestUser {
+        let password = format!("pw-{email}-secret");
+        let body = self
+            .post(
+                "/api/v1/auth/register",
+                None,
+                json!({
+                    "email": email,
+                    "password": password,
+                    "display_name": email.split('@').next().unwrap(),
+                    "native_languages": ["es"],
+                    "learning_languages": [{"code": "en", "level": "intermediate"}],
+                }),
+            )
+            .await
+            .expect(201);
+        TestUser {
+            id: body["user"]["id"].as_i64().unwrap(),
+            email: email.to_owned(),
+            password,
+            access_token: body["access_token"].as_str().unwrap().to_owned(),
+            refresh_token: body["refresh_token"].as_str().unwrap().to_owned(),
+        }
+    }
+
+    /// Stops the server and drops the test database.
+    pub async fn stop(&self) {
+        self.inner.shutdown.cancel();
+        if let Some(server) = self.inner.server.lock().await.take() {
+            let _ = tokio::time::timeout(Duration::from_secs(10), server).await;
+        }
+        if let Some(db) = self.inner.db.lock().await.take() {
+            db.cleanup().await;
+        }
+    }
+}
