@@ -7,6 +7,7 @@
 //! the store; it must not depend on axum or any transport.
 
 pub mod auth;
+pub mod events;
 pub mod password;
 pub mod ratelimit;
 pub mod users;
@@ -17,6 +18,7 @@ pub use palaver_core::{Error, Result};
 use palaver_store::Store;
 
 pub use auth::{AuthService, AuthSettings, Principal, TokenPair};
+pub use events::{DomainEvent, EventBus};
 pub use password::{PasswordHasher, PasswordParams};
 pub use ratelimit::{MemoryRateLimiter, RateLimiter, RateSpec};
 pub use users::UserService;
@@ -32,6 +34,8 @@ pub struct Services {
     pub users: Arc<UserService>,
     /// Per-key request budgets.
     pub rate_limiter: Arc<dyn RateLimiter>,
+    /// Domain events, for services that react to others.
+    pub events: EventBus,
 }
 
 impl std::fmt::Debug for Services {
@@ -53,6 +57,6 @@ impl Services {
         let hasher = Arc::new(PasswordHasher::new(settings.auth.password)?);
         let users = Arc::new(UserService::new(store.clone(), hasher.clone()));
         let auth = Arc::new(AuthService::new(store.clone(), users.clone(), hasher, settings.auth)?);
-        Ok(Self { store, auth, users, rate_limiter })
+        Ok(Self { store, auth, users, rate_limiter, events: EventBus::default() })
     }
 }

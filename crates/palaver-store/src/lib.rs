@@ -112,6 +112,10 @@ pub trait UserStore: Send + Sync {
     /// A user's public profile as `viewer` sees it: counts and the
     /// relationship between the two.
     async fn profile(&self, viewer: UserId, id: UserId) -> Result<Option<Profile>>;
+    /// True when either user blocked the other: the question every service
+    /// that lets two users interact (follow, comment, message, call, match)
+    /// must ask.
+    async fn blocked_either(&self, a: UserId, b: UserId) -> Result<bool>;
 }
 
 /// Login sessions and rotating refresh tokens.

@@ -185,6 +185,18 @@ macro_rules! impl_user_store {
                     blocked_you: row.try_get("blocked_you")?,
                 }))
             }
+
+            async fn blocked_either(&self, a: palaver_core::UserId, b: palaver_core::UserId) -> $crate::Result<bool> {
+                let (blocked,): (bool,) = sqlx::query_as(
+                    "SELECT EXISTS (SELECT 1 FROM blocks WHERE (blocker_id = $1 AND blocked_id = $2) \
+                     OR (blocker_id = $2 AND blocked_id = $1))",
+                )
+                .bind(a)
+                .bind(b)
+                .fetch_one(self.reader())
+                .await?;
+                Ok(blocked)
+            }
         }
     };
 }
