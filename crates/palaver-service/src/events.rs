@@ -70,6 +70,46 @@ pub enum DomainEvent {
         /// Who is followed.
         followee_id: UserId,
     },
+    /// A chat message was stored and acked.
+    MessageSent {
+        /// The room.
+        room_id: Id,
+        /// The message.
+        message_id: Id,
+        /// Its per-room sequence number.
+        seq: i64,
+        /// Who sent it.
+        sender_id: UserId,
+        /// The sender's display name, for notification text.
+        sender_name: String,
+        /// A short plain-text preview (for push and in-app text).
+        preview: String,
+        /// Participants to notify: everyone but the sender who is not
+        /// viewing the room on a connected device when it was sent.
+        notify_user_ids: Vec<UserId>,
+    },
+    /// A call started ringing (`receiver` has a connected device).
+    CallIncoming {
+        /// The call.
+        call_id: Id,
+        /// Who calls.
+        caller_id: UserId,
+        /// Who is called.
+        receiver_id: UserId,
+        /// `voice` or `video`.
+        call_type: String,
+    },
+    /// A call was not answered (ring timeout, or no connected device).
+    CallMissed {
+        /// The call.
+        call_id: Id,
+        /// Who called.
+        caller_id: UserId,
+        /// Who missed it.
+        receiver_id: UserId,
+        /// `voice` or `video`.
+        call_type: String,
+    },
 }
 
 /// In-process fan-out of [`DomainEvent`]s. A subscriber that falls more than
