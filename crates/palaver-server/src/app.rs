@@ -17,7 +17,7 @@ use axum::http::{HeaderName, HeaderValue, Method, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use metrics_exporter_prometheus::PrometheusHandle;
-use palaver_service::{MemoryRateLimiter, RateSpec, ServiceSettings, Services};
+use palaver_service::{MemoryRateLimiter, RateLimiter, RateSpec, RedisRateLimiter, ServiceSettings, Services};
 use palaver_store::{ConnectOptions, Store};
 use secrecy::SecretString;
 use serde_json::json;
@@ -97,7 +97,8 @@ pub struct App {
     /// Shared state.
     pub state: AppState,
     shutdown_grace: Duration,
-    rate_limiter: Arc<MemoryRateLimiter>,
+    /// The in-process limiter, pruned in the background (None with Redis).
+    memory_limiter: Option<Arc<MemoryRateLimiter>>,
 }
 
 impl std::fmt::Debug for App {
@@ -150,7 +151,15 @@ impl App {
             }
             None => None,
         };
-        let rate_limiter = Arc::new(MemoryRateLimiter::new());
+        // Budgets are shared by every node through Redis when it is
+        // configured, else kept in this process.
+        let (rate_limiter, memory_limiter): (Arc<dyn RateLimiter>, _) = match &redis {
+            Some(redis) => (Arc::new(RedisRateLimiter::new(redis.clone(), &config.redis_prefix)), None),
+            None => {
+                let memory = Arc::new(MemoryRateLimiter::new());
+                (memory.clone(), Some(memory))
+            }
+        };
         let settings = ServiceSettings {
             auth: palaver_service::AuthSettings {
                 jwt_secret,
@@ -162,8 +171,16 @@ impl App {
                     parallelism: 1,
                 },
             },
+            social_rates: palaver_service::SocialRates {
+                moments: config.rate_moments,
+                comments: config.rate_comments,
+                likes: config.rate_likes,
+                follows: config.rate_follows,
+                reports: config.rate_reports,
+            },
+            auto_hide_reports: config.auto_hide_reports,
         };
-        let services = Services::new(store, settings, rate_limiter.clone())?;
+        let services = Services::new(store, settings, rate_limiter)?;
         let node_id: Arc<str> = config
             .node_id
             .clone()
@@ -177,7 +194,7 @@ impl App {
             node_id,
             shutdown: CancellationToken::new(),
         };
-        Ok(Self { state, shutdown_grace: config.shutdown_grace, rate_limiter })
+        Ok(Self { state, shutdown_grace: config.shutdown_grace, memory_limiter })
     }
 
     /// The axum application.
@@ -306,7 +323,9 @@ pub async fn serve(
         trigger.cancel();
     });
     tokio::spawn(observability::upkeep(app.state.prometheus.clone(), token.clone()));
-    tokio::spawn(prune_rate_limits(app.rate_limiter.clone(), token.clone()));
+    if let Some(limiter) = app.memory_limiter.clone() {
+        tokio::spawn(prune_rate_limits(limiter, token.clone()));
+    }
 
     let addr = listener.local_addr()?;
     tracing::info!(%addr, node = %app.state.node_id, backend = app.state.services.store.backend().as_str(), "listening");

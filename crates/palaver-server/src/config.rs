@@ -183,6 +183,30 @@ pub struct Config {
     #[arg(long, env = "PALAVER_RATE_REFRESH", default_value = "60/1m", global = true, help_heading = "Auth")]
     pub rate_refresh: RateSpec,
 
+    /// Budget for new moments and reposts per user.
+    #[arg(long, env = "PALAVER_RATE_MOMENTS", default_value = "10/10m", global = true, help_heading = "Social")]
+    pub rate_moments: RateSpec,
+
+    /// Budget for comments and replies per user.
+    #[arg(long, env = "PALAVER_RATE_COMMENTS", default_value = "60/10m", global = true, help_heading = "Social")]
+    pub rate_comments: RateSpec,
+
+    /// Budget for likes and unlikes (moments and comments) per user.
+    #[arg(long, env = "PALAVER_RATE_LIKES", default_value = "300/1m", global = true, help_heading = "Social")]
+    pub rate_likes: RateSpec,
+
+    /// Budget for follows, unfollows, blocks and unblocks per user.
+    #[arg(long, env = "PALAVER_RATE_FOLLOWS", default_value = "100/1h", global = true, help_heading = "Social")]
+    pub rate_follows: RateSpec,
+
+    /// Budget for reports per user.
+    #[arg(long, env = "PALAVER_RATE_REPORTS", default_value = "20/1h", global = true, help_heading = "Social")]
+    pub rate_reports: RateSpec,
+
+    /// Content (moments, comments) reported by this many distinct users is hidden until a moderator reviews it.
+    #[arg(long, env = "PALAVER_AUTO_HIDE_REPORTS", default_value = "3", value_parser = clap::value_parser!(u32).range(1..=10000), global = true, help_heading = "Social")]
+    pub auto_hide_reports: u32,
+
     /// Largest request body for JSON endpoints, in bytes.
     #[arg(long, env = "PALAVER_MAX_BODY_BYTES", default_value = "1048576", value_parser = clap::value_parser!(u64).range(1024..=1_073_741_824), global = true, help_heading = "HTTP")]
     pub max_body_bytes: u64,

@@ -8,8 +8,11 @@
 
 pub mod auth;
 pub mod events;
+pub mod moderation;
+pub mod pagination;
 pub mod password;
 pub mod ratelimit;
+pub mod social;
 pub mod users;
 
 use std::sync::Arc;
@@ -19,8 +22,11 @@ use palaver_store::Store;
 
 pub use auth::{AuthService, AuthSettings, Principal, TokenPair};
 pub use events::{DomainEvent, EventBus};
+pub use moderation::ModerationService;
+pub use pagination::Page;
 pub use password::{PasswordHasher, PasswordParams};
-pub use ratelimit::{MemoryRateLimiter, RateLimiter, RateSpec};
+pub use ratelimit::{MemoryRateLimiter, RateLimiter, RateSpec, RedisRateLimiter};
+pub use social::{SocialRates, SocialService};
 pub use users::UserService;
 
 /// Every service, cheap to clone, shared by all transports.
@@ -32,6 +38,10 @@ pub struct Services {
     pub auth: Arc<AuthService>,
     /// Profiles and account administration.
     pub users: Arc<UserService>,
+    /// Moments, comments, likes, shares, follows, blocks.
+    pub social: Arc<SocialService>,
+    /// Reports and the moderation queue.
+    pub moderation: Arc<ModerationService>,
     /// Per-key request budgets.
     pub rate_limiter: Arc<dyn RateLimiter>,
     /// Domain events, for services that react to others.
@@ -49,6 +59,10 @@ impl std::fmt::Debug for Services {
 pub struct ServiceSettings {
     /// Token and password settings.
     pub auth: AuthSettings,
+    /// Per-user budgets for social actions.
+    pub social_rates: SocialRates,
+    /// Content reported by this many distinct users is hidden pending review.
+    pub auto_hide_reports: u32,
 }
 
 impl Services {
@@ -57,6 +71,15 @@ impl Services {
         let hasher = Arc::new(PasswordHasher::new(settings.auth.password)?);
         let users = Arc::new(UserService::new(store.clone(), hasher.clone()));
         let auth = Arc::new(AuthService::new(store.clone(), users.clone(), hasher, settings.auth)?);
-        Ok(Self { store, auth, users, rate_limiter, events: EventBus::default() })
+        let events = EventBus::default();
+        let social =
+            Arc::new(SocialService::new(store.clone(), events.clone(), rate_limiter.clone(), settings.social_rates));
+        let moderation = Arc::new(ModerationService::new(
+            store.clone(),
+            rate_limiter.clone(),
+            settings.social_rates.reports,
+            settings.auto_hide_reports,
+        ));
+        Ok(Self { store, auth, users, social, moderation, rate_limiter, events })
     }
 }

@@ -9,7 +9,7 @@
 //! justifies them; never as read-modify-write in Rust.
 
 mod error;
-mod model;
+pub(crate) mod model;
 mod postgres;
 mod sql;
 mod sqlite;
@@ -19,12 +19,17 @@ pub mod testing;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use palaver_core::UserId;
+use palaver_core::social::{Comment, Moment, Report, ReportStatus};
 use palaver_core::time::Timestamp;
 use palaver_core::user::{ProfilePatch, Role, User};
+use palaver_core::{Id, UserId};
 
 pub use error::StoreError;
-pub use model::{NewRefreshToken, NewUserRecord, Profile, RotateOutcome, SessionState};
+pub use model::{
+    CommentAccess, FeedKind, LikeOp, LikeOutcome, Media, ModerationLogEntry, MomentAccess, NewComment, NewMedia,
+    NewMoment, NewRefreshToken, NewReport, NewUserRecord, PageRequest, Profile, RelationOp, ReportReview,
+    RotateOutcome, SessionState, UserSummary,
+};
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
 
@@ -78,7 +83,9 @@ pub async fn connect(options: &ConnectOptions) -> Result<Arc<dyn Store>> {
 
 /// Everything durable, behind one handle. Services hold an `Arc<dyn Store>`.
 #[async_trait]
-pub trait Store: UserStore + AuthStore + Send + Sync + 'static {
+pub trait Store:
+    UserStore + AuthStore + MediaStore + MomentStore + RelationStore + ModerationStore + Send + Sync + 'static
+{
     /// Which database this is.
     fn backend(&self) -> Backend;
     /// Brings the schema up to date. Safe to run concurrently from several
@@ -145,4 +152,142 @@ pub trait AuthStore: Send + Sync {
     /// The user and their session's state, in one query: what every
     /// authenticated request needs.
     async fn session_user(&self, user_id: UserId, session_id: &str) -> Result<Option<(User, SessionState)>>;
+}
+
+/// Uploaded media, as far as moments need it (the media service extends
+/// this with uploads, URLs and clean-up).
+#[async_trait]
+pub trait MediaStore: Send + Sync {
+    /// Records an uploaded file.
+    async fn create_media(&self, media: &NewMedia) -> Result<Media>;
+    /// The media item with this id.
+    async fn media_by_id(&self, id: Id) -> Result<Option<Media>>;
+    /// Which of `ids` `owner` uploaded (in no particular order).
+    async fn owned_media(&self, owner: UserId, ids: &[Id]) -> Result<Vec<Id>>;
+}
+
+/// Moments, their likes, comments and shares. Every counter changes in SQL
+/// in the transaction that adds or removes the row it counts.
+#[async_trait]
+pub trait MomentStore: Send + Sync {
+    /// Inserts a moment, attaches its media (which the caller checked the
+    /// author owns) and counts it on the author's profile.
+    async fn create_moment(&self, moment: &NewMoment) -> Result<Id>;
+    /// A moment's author, visibility and whether `viewer` may see it;
+    /// `None` when it does not exist or was deleted or hidden.
+    async fn moment_access(&self, viewer: UserId, id: Id) -> Result<Option<MomentAccess>>;
+    /// The moments among `ids` that `viewer` may see, newest first, with
+    /// authors, media, originals of reposts, and the viewer's like and
+    /// follow flags, in a constant number of queries.
+    async fn moments_for(&self, viewer: UserId, ids: &[Id]) -> Result<Vec<Moment>>;
+    /// A page of a feed as `viewer` sees it, newest first, keyset-paginated
+    /// by moment id, in a constant number of queries.
+    async fn feed(&self, viewer: UserId, kind: FeedKind, page: PageRequest) -> Result<Vec<Moment>>;
+    /// Edits the text and/or visibility; marks the moment edited. False
+    /// when it is not active.
+    async fn update_moment(
+        &self,
+        id: Id,
+        content: Option<&str>,
+        visibility: Option<palaver_core::social::Visibility>,
+        now: Timestamp,
+    ) -> Result<bool>;
+    /// Soft-deletes a moment (a repost also stops counting as a share).
+    /// False when it was not active.
+    async fn delete_moment(&self, id: Id, now: Timestamp) -> Result<bool>;
+    /// Hides a moment by moderation. False when it was not active.
+    async fn hide_moment(&self, id: Id, now: Timestamp) -> Result<bool>;
+    /// Likes or unlikes a moment.
+    async fn like_moment(&self, user: UserId, moment: Id, op: LikeOp, now: Timestamp) -> Result<LikeOutcome>;
+    /// Reposts `original` into `user`'s feed as a new moment and counts the
+    /// share, in one transaction. Returns the repost's id.
+    async fn share_to_feed(
+        &self,
+        user: UserId,
+        original: Id,
+        content: &str,
+        visibility: palaver_core::social::Visibility,
+        now: Timestamp,
+    ) -> Result<Id>;
+    /// A comment's moment, author and state; `None` when it does not exist.
+    async fn comment_access(&self, id: Id) -> Result<Option<CommentAccess>>;
+    /// Inserts a comment and counts it on its moment. NotFound when the
+    /// moment is no longer active.
+    async fn create_comment(&self, comment: &NewComment) -> Result<Id>;
+    /// Active comments by id, as `viewer` sees them (no replies filled in).
+    async fn comments_by_ids(&self, viewer: UserId, ids: &[Id]) -> Result<Vec<Comment>>;
+    /// A page of top-level comments of a moment, oldest first, each with
+    /// its first replies; comments by users in a block with `viewer` are left
+    /// out.
+    async fn comments(&self, viewer: UserId, moment: Id, page: PageRequest) -> Result<Vec<Comment>>;
+    /// A page of replies under a top-level comment, oldest first.
+    async fn replies(&self, viewer: UserId, parent: Id, page: PageRequest) -> Result<Vec<Comment>>;
+    /// Soft-deletes a comment and its replies, and uncounts them. Returns
+    /// how many were deleted.
+    async fn delete_comment(&self, id: Id, now: Timestamp) -> Result<u64>;
+    /// Hides a comment (and its replies) by moderation.
+    async fn hide_comment(&self, id: Id, now: Timestamp) -> Result<u64>;
+    /// Likes or unlikes a comment.
+    async fn like_comment(&self, user: UserId, comment: Id, op: LikeOp, now: Timestamp) -> Result<LikeOutcome>;
+}
+
+/// Follows and blocks, with the profile counters kept exact.
+#[async_trait]
+pub trait RelationStore: Send + Sync {
+    /// Follows or unfollows. Returns whether `follower` now follows
+    /// `followee` and whether this changed anything. Following is refused
+    /// (`Ok((false, false))`) while either blocks the other.
+    async fn set_follow(
+        &self,
+        follower: UserId,
+        followee: UserId,
+        op: RelationOp,
+        now: Timestamp,
+    ) -> Result<(bool, bool)>;
+    /// Blocks or unblocks; blocking removes follows both ways (and their
+    /// counts). Returns whether `blocker` now blocks `blocked` and whether
+    /// this changed anything.
+    async fn set_block(&self, blocker: UserId, blocked: UserId, op: RelationOp, now: Timestamp)
+    -> Result<(bool, bool)>;
+    /// Who follows `user`, by descending user id (cursor: a user id).
+    async fn followers(&self, viewer: UserId, user: UserId, page: PageRequest) -> Result<Vec<UserSummary>>;
+    /// Whom `user` follows, by descending user id.
+    async fn following(&self, viewer: UserId, user: UserId, page: PageRequest) -> Result<Vec<UserSummary>>;
+    /// Whom `user` blocks, by descending user id.
+    async fn blocks(&self, user: UserId, page: PageRequest) -> Result<Vec<UserSummary>>;
+}
+
+/// Reports, the moderation queue and its audit log.
+#[async_trait]
+pub trait ModerationStore: Send + Sync {
+    /// Whether `user` takes part in the conversation of message `message`
+    /// (the one question reports on messages ask of chat), and the sender.
+    async fn message_reportable_by(&self, user: UserId, message: Id) -> Result<Option<UserId>>;
+    /// Files a report; Conflict when the reporter already has a pending
+    /// report on this target. When enough distinct users have pending
+    /// reports on a moment or comment, hides it in the same transaction and
+    /// logs an `auto_hide` action. Returns the report and whether the
+    /// content was hidden now.
+    async fn create_report(&self, report: &NewReport) -> Result<(Report, bool)>;
+    /// A report by id.
+    async fn report_by_id(&self, id: Id) -> Result<Option<Report>>;
+    /// The queue: reports with `status` (all when None), oldest first,
+    /// keyset-paginated by id (`before` is read as "after" here).
+    async fn reports(&self, status: Option<ReportStatus>, page: PageRequest) -> Result<Vec<Report>>;
+    /// Applies a moderator's decision: status, notes, the action on the
+    /// target, and an audit log entry, in one transaction.
+    async fn review_report(&self, review: &ReportReview) -> Result<Report>;
+    /// Records a moderator action taken outside a report (a moderator
+    /// deleting a moment, say).
+    async fn log_moderation(
+        &self,
+        moderator: UserId,
+        action: &str,
+        target_kind: &str,
+        target_id: Id,
+        notes: &str,
+        now: Timestamp,
+    ) -> Result<()>;
+    /// The audit log, newest first (cursor: an entry id).
+    async fn moderation_log(&self, page: PageRequest) -> Result<Vec<ModerationLogEntry>>;
 }

@@ -70,4 +70,7 @@ impl Store for PgStore {
     }
 }
 
+/// The driver the shared SQL (`crate::sql`) is compiled for here.
+type Db = sqlx::Postgres;
+
 crate::sql::impl_all_stores!(PgStore);

@@ -78,4 +78,7 @@ impl Store for SqliteStore {
     }
 }
 
+/// The driver the shared SQL (`crate::sql`) is compiled for here.
+type Db = sqlx::Sqlite;
+
 crate::sql::impl_all_stores!(SqliteStore);

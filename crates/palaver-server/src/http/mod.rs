@@ -2,7 +2,10 @@
 //! extract, call a service, shape the response.
 
 pub mod auth;
+pub mod moderation;
+pub mod moments;
 pub mod ops;
+pub mod relations;
 pub mod users;
 
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
@@ -23,7 +26,9 @@ use crate::app::AppState;
     modifiers(&BearerAuth),
     tags(
         (name = "auth", description = "Registration, login and tokens"),
-        (name = "users", description = "Profiles"),
+        (name = "users", description = "Profiles, follows and blocks"),
+        (name = "moments", description = "Moments, feeds, likes, comments and shares"),
+        (name = "moderation", description = "Reports and the moderation queue"),
         (name = "ops", description = "Health, readiness, metrics")
     )
 )]
@@ -43,7 +48,12 @@ impl Modify for BearerAuth {
 
 /// Every `/api/v1` route with its OpenAPI description.
 pub fn api_v1() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().merge(auth::routes()).merge(users::routes())
+    OpenApiRouter::new()
+        .merge(auth::routes())
+        .merge(users::routes())
+        .merge(relations::routes())
+        .merge(moments::routes())
+        .merge(moderation::routes())
 }
 
 /// The whole documented API: `/api/v1/...` plus the operational endpoints.

@@ -82,6 +82,11 @@ pub fn test_config(data_dir: &std::path::Path) -> Config {
     config.rate_login = "1000/1m".parse().unwrap();
     config.rate_register = "1000/1m".parse().unwrap();
     config.rate_refresh = "1000/1m".parse().unwrap();
+    for rate in [&mut config.rate_moments, &mut config.rate_comments, &mut config.rate_likes, &mut config.rate_follows]
+    {
+        *rate = "100000/1m".parse().unwrap();
+    }
+    config.rate_reports = "1000/1m".parse().unwrap();
     config.shutdown_grace = Duration::from_secs(2);
     config
 }
@@ -136,9 +141,114 @@ pub fn redis_url() -> Option<String> {
     std::env::var("PALAVER_TEST_REDIS_URL").ok().filter(|u| !u.is_empty())
 }
 
+/// Installs, once per test binary, the tracing subscriber: the SQL
+/// statement counter (always) and, when `TEST_LOG` is set, log output.
 fn init_test_logging() {
-    if std::env::var_os("TEST_LOG").is_some() {
-        let _ = tracing_subscriber::fmt().with_env_filter("info,palaver=debug").with_test_writer().try_init();
+    use tracing_subscriber::Layer as _;
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let fmt = std::env::var_os("TEST_LOG").is_some().then(|| {
+            tracing_subscriber::fmt::layer()
+                .with_test_writer()
+                .with_filter(tracing_subscriber::EnvFilter::new("info,palaver=debug"))
+        });
+        let _ = tracing_subscriber::registry().with(sql_count::layer()).with(fmt).try_init();
+    });
+}
+
+/// Counts the SQL statements each request runs, by its `x-request-id`:
+/// sqlx reports every statement as a `sqlx::query` event, which happens
+/// inside the request's span (the SQLite worker thread enters the caller's
+/// span too). Tests send a unique request id and read the count, to show a
+/// handler's number of queries does not grow with the size of its answer.
+pub mod sql_count {
+    use std::collections::HashMap;
+    use std::sync::{LazyLock, Mutex};
+
+    use tracing::field::{Field, Visit};
+    use tracing::span::{Attributes, Id};
+    use tracing::{Event, Level, Subscriber};
+    use tracing_subscriber::Layer;
+    use tracing_subscriber::filter::Targets;
+    use tracing_subscriber::layer::Context;
+    use tracing_subscriber::registry::LookupSpan;
+
+    static COUNTS: LazyLock<Mutex<HashMap<String, usize>>> = LazyLock::new(Default::default);
+    static CLOSED: LazyLock<Mutex<std::collections::HashSet<String>>> = LazyLock::new(Default::default);
+
+    struct RequestId(String);
+    struct Counter;
+
+    struct FindRequestId(Option<String>);
+    impl Visit for FindRequestId {
+        fn record_str(&mut self, field: &Field, value: &str) {
+            if field.name() == "request_id" {
+                self.0 = Some(value.to_owned());
+            }
+        }
+        fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
+            if field.name() == "request_id" {
+                self.0 = Some(format!("{value:?}").trim_matches('"').to_owned());
+            }
+        }
+    }
+
+    impl<S: Subscriber + for<'a> LookupSpan<'a>> Layer<S> for Counter {
+        fn on_new_span(&self, attrs: &Attributes<'_>, id: &Id, ctx: Context<'_, S>) {
+            if attrs.metadata().name() != "request" {
+                return;
+            }
+            let mut found = FindRequestId(None);
+            attrs.record(&mut found);
+            if let (Some(request_id), Some(span)) = (found.0, ctx.span(id)) {
+                span.extensions_mut().insert(RequestId(request_id));
+            }
+        }
+
+        fn on_close(&self, id: Id, ctx: Context<'_, S>) {
+            if let Some(span) = ctx.span(&id)
+                && let Some(RequestId(request_id)) = span.extensions().get::<RequestId>()
+            {
+                CLOSED.lock().unwrap().insert(request_id.clone());
+            }
+        }
+
+        fn on_event(&self, event: &Event<'_>, ctx: Context<'_, S>) {
+            if event.metadata().target() != "sqlx::query" {
+                return;
+            }
+            let Some(scope) = ctx.event_scope(event) else { return };
+            for span in scope.from_root() {
+                if let Some(RequestId(id)) = span.extensions().get::<RequestId>() {
+                    *COUNTS.lock().unwrap().entry(id.clone()).or_default() += 1;
+                    return;
+                }
+            }
+        }
+    }
+
+    /// The counting layer, seeing only request spans and statements.
+    pub fn layer<S: Subscriber + for<'a> LookupSpan<'a>>() -> impl Layer<S> {
+        Counter.with_filter(
+            Targets::new()
+                .with_target("palaver_server::observability", Level::INFO)
+                .with_target("sqlx::query", Level::DEBUG),
+        )
+    }
+
+    /// Statements run by the request with this id. Waits (with a deadline)
+    /// until the request's span has closed: every task that ran a statement
+    /// for it (the SQLite worker thread too) holds the span until it is
+    /// done, so by then every statement has been counted.
+    pub async fn statements(request_id: &str) -> usize {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while !CLOSED.lock().unwrap().contains(request_id) {
+            assert!(std::time::Instant::now() < deadline, "request span {request_id} never closed");
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+        COUNTS.lock().unwrap().get(request_id).copied().unwrap_or(0)
     }
 }
 
@@ -204,6 +314,30 @@ impl TestApp {
         let bytes = resp.bytes().await.unwrap();
         let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
         Reply { status, headers, body }
+    }
+
+    /// GET with a fresh request id; returns the reply and the number of SQL
+    /// statements the server ran to answer it.
+    pub async fn get_counting(&self, path: &str, token: &str) -> (Reply, usize) {
+        let request_id = uuid::Uuid::new_v4().to_string();
+        let resp = self
+            .client
+            .get(self.url(path))
+            .bearer_auth(token)
+            .header("x-request-id", &request_id)
+            .send()
+            .await
+            .unwrap();
+        let reply = Self::reply(resp).await;
+        (reply, sql_count::statements(&request_id).await)
+    }
+
+    pub async fn put(&self, path: &str, token: &str) -> Reply {
+        self.call(Method::PUT, path, Some(token), None).await
+    }
+
+    pub async fn delete(&self, path: &str, token: &str) -> Reply {
+        self.call(Method::DELETE, path, Some(token), None).await
     }
 
     pub async fn get(&self, path: &str, token: &str) -> Reply {

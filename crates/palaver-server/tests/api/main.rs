@@ -7,6 +7,8 @@
 
 mod helpers;
 
+mod moments;
+
 mod auth;
 mod binary;
 mod errors;
