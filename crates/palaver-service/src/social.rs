@@ -421,3 +421,115 @@ impl SocialService {
         Ok(Page::new(items, page, |u| u.id))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use palaver_core::user::{Role, User};
+    use palaver_store::NewUserRecord;
+    use tokio::sync::broadcast::error::TryRecvError;
+
+    use super::*;
+    use crate::ratelimit::MemoryRateLimiter;
+
+    async fn principal(store: &Arc<dyn Store>, email: &str) -> Principal {
+        let user: User = store
+            .create_user(&NewUserRecord {
+                email: email.into(),
+                password_hash: "x".into(),
+                display_name: email.into(),
+                native_languages: vec![],
+                learning_languages: vec![],
+                role: Role::User,
+                now: now(),
+            })
+            .await
+            .unwrap();
+        Principal { user, session_id: "s".into() }
+    }
+
+    /// Likes, comments, replies and follows publish their events after the
+    /// write; refused and no-op requests publish nothing.
+    #[tokio::test]
+    async fn domain_events_follow_the_writes() {
+        let db = palaver_store::testing::sqlite().await.unwrap();
+        let store = db.store.clone();
+        let events = EventBus::new(64);
+        let social = SocialService::new(
+            store.clone(),
+            events.clone(),
+            Arc::new(MemoryRateLimiter::new()),
+            SocialRates::default(),
+        );
+        let ana = principal(&store, "ana@example.org").await;
+        let bob = principal(&store, "bob@example.org").await;
+        let cat = principal(&store, "cat@example.org").await;
+        let mut rx = events.subscribe();
+        let moment = social.create_moment(&ana, "hola", vec![], Visibility::Public).await.unwrap();
+
+        social.like_moment(&bob, moment.id, LikeOp::Set).await.unwrap();
+        social.like_moment(&bob, moment.id, LikeOp::Set).await.unwrap();
+        assert_eq!(
+            rx.try_recv().unwrap(),
+            DomainEvent::MomentLiked { moment_id: moment.id, author_id: ana.id(), actor_id: bob.id() }
+        );
+        social.like_moment(&bob, moment.id, LikeOp::Toggle).await.unwrap();
+        assert_eq!(
+            rx.try_recv().unwrap(),
+            DomainEvent::MomentUnliked { moment_id: moment.id, author_id: ana.id(), actor_id: bob.id() }
+        );
+
+        let top = social.comment(&bob, moment.id, "nice", None).await.unwrap();
+        assert_eq!(
+            rx.try_recv().unwrap(),
+            DomainEvent::Commented {
+                comment_id: top.id,
+                moment_id: moment.id,
+                moment_author_id: ana.id(),
+                parent: None,
+                actor_id: bob.id()
+            }
+        );
+        let reply = social.comment(&cat, moment.id, "agreed", Some(top.id)).await.unwrap();
+        assert_eq!(
+            rx.try_recv().unwrap(),
+            DomainEvent::Commented {
+                comment_id: reply.id,
+                moment_id: moment.id,
+                moment_author_id: ana.id(),
+                parent: Some((top.id, bob.id())),
+                actor_id: cat.id()
+            }
+        );
+        social.like_comment(&ana, top.id, LikeOp::Toggle).await.unwrap();
+        assert_eq!(
+            rx.try_recv().unwrap(),
+            DomainEvent::CommentLiked {
+                comment_id: top.id,
+                moment_id: moment.id,
+                author_id: bob.id(),
+                actor_id: ana.id()
+            }
+        );
+
+        assert!(social.follow(&cat, ana.id(), LikeOp::Set).await.unwrap());
+        assert_eq!(rx.try_recv().unwrap(), DomainEvent::Followed { follower_id: cat.id(), followee_id: ana.id() });
+        social.follow(&cat, ana.id(), LikeOp::Set).await.unwrap();
+        social.follow(&cat, ana.id(), LikeOp::Clear).await.unwrap();
+
+        // After a block, the blocked user's attempts are refused: no events.
+        social.block(&ana, bob.id(), LikeOp::Set).await.unwrap();
+        assert!(social.like_moment(&bob, moment.id, LikeOp::Set).await.is_err());
+        assert!(social.comment(&bob, moment.id, "hey", None).await.is_err());
+        assert!(social.follow(&bob, ana.id(), LikeOp::Set).await.is_err());
+        // A self-like is a fact too; notifications drop self-notifications.
+        social.like_moment(&ana, moment.id, LikeOp::Set).await.unwrap();
+        assert_eq!(
+            rx.try_recv().unwrap(),
+            DomainEvent::MomentLiked { moment_id: moment.id, author_id: ana.id(), actor_id: ana.id() }
+        );
+        assert_eq!(rx.try_recv(), Err(TryRecvError::Empty));
+        db.cleanup().await;
+    }
+}

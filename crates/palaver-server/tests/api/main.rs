@@ -7,7 +7,9 @@
 
 mod helpers;
 
+mod moderation;
 mod moments;
+mod relations;
 
 mod auth;
 mod binary;
