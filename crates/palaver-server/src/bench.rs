@@ -24,12 +24,16 @@ pub enum BenchCommand {
         #[arg(long)]
         write: Option<PathBuf>,
     },
+    /// Home-feed latency (page 1 and page 500) and like throughput over HTTP
+    /// on a seeded social graph (100k users, 1M moments, ~100 follows each).
+    Feed(crate::bench_feed::FeedBench),
 }
 
 /// Runs a benchmark.
 pub async fn run(command: BenchCommand, _config: &Config) -> anyhow::Result<()> {
     match command {
         BenchCommand::Startup { runs, write } => startup(runs, write.as_deref()).await,
+        BenchCommand::Feed(bench) => crate::bench_feed::run(bench).await,
     }
 }
 

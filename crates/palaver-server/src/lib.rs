@@ -8,6 +8,7 @@
 
 pub mod app;
 pub mod bench;
+pub mod bench_feed;
 pub mod cli;
 pub mod config;
 pub mod error;
