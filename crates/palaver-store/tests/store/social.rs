@@ -111,3 +111,94 @@ conformance! {
         assert_eq!(store.profile(fans[0], fans[0]).await.unwrap().unwrap().following_count, 0);
     }
 }
+
+/// Reports on messages: only participants of the message's conversation
+/// may report it. Chat rows are written with plain SQL here (the chat store
+/// is not part of this suite).
+async fn message_reports(db: palaver_store::testing::TestDb) {
+    use palaver_core::social::{ReportTarget, ReportType};
+    use palaver_store::{NewReport, StoreError};
+    let store = db.store.clone();
+    let sender = user(&*store, "sender@example.org").await.id;
+    let reader = user(&*store, "reader@example.org").await.id;
+    let outsider = user(&*store, "outsider@example.org").await.id;
+    let t = now();
+    // Each backend's connection runs the same four statements.
+    macro_rules! seed_chat {
+        ($conn:expr) => {{
+            let room: i64 = sqlx::query_scalar(
+                "INSERT INTO chat_rooms (room_type, created_by, created_at, updated_at) \
+                 VALUES ('group', $1, $2, $2) RETURNING id",
+            )
+            .bind(sender)
+            .bind(t)
+            .fetch_one(&mut $conn)
+            .await
+            .unwrap();
+            for member in [sender, reader] {
+                sqlx::query("INSERT INTO chat_participants (room_id, user_id, joined_at) VALUES ($1, $2, $3)")
+                    .bind(room)
+                    .bind(member)
+                    .bind(t)
+                    .execute(&mut $conn)
+                    .await
+                    .unwrap();
+            }
+            let message: i64 = sqlx::query_scalar(
+                "INSERT INTO messages (room_id, sender_id, seq, body, created_at, updated_at) \
+                 VALUES ($1, $2, 1, $3, $4, $4) RETURNING id",
+            )
+            .bind(room)
+            .bind(sender)
+            .bind(b"hello".to_vec())
+            .bind(t)
+            .fetch_one(&mut $conn)
+            .await
+            .unwrap();
+            message
+        }};
+    }
+    let url = db.options.url.clone();
+    let message = if url.starts_with("sqlite:") {
+        use sqlx::Connection as _;
+        let mut conn = sqlx::SqliteConnection::connect(&url).await.unwrap();
+        seed_chat!(conn)
+    } else {
+        use sqlx::ConnectOptions as _;
+        use std::str::FromStr as _;
+        let schema = db.options.pg_schema.clone().unwrap();
+        let options =
+            sqlx::postgres::PgConnectOptions::from_str(&url).unwrap().options([("search_path", schema.as_str())]);
+        let mut conn = options.connect().await.unwrap();
+        seed_chat!(conn)
+    };
+    assert_eq!(store.message_reportable_by(reader, message).await.unwrap(), Some(sender));
+    assert_eq!(store.message_reportable_by(outsider, message).await.unwrap(), None);
+    assert_eq!(store.message_reportable_by(reader, message + 100).await.unwrap(), None);
+    let report = NewReport {
+        reporter_id: reader,
+        target: ReportTarget::Message(message),
+        report_type: ReportType::Harassment,
+        description: "rude".into(),
+        auto_hide_threshold: 1,
+        now: t,
+    };
+    let (stored, hidden) = store.create_report(&report).await.unwrap();
+    assert_eq!(stored.reported_message, Some(message));
+    assert_eq!(stored.target_user_id, Some(sender));
+    assert!(!hidden, "messages are not auto-hidden");
+    assert!(matches!(store.create_report(&report).await, Err(StoreError::Conflict(_))));
+    db.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn message_reports_sqlite() {
+    message_reports(palaver_store::testing::sqlite().await.unwrap()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn message_reports_postgres() {
+    if let Some(db) = palaver_store::testing::postgres().await.unwrap() {
+        message_reports(db).await;
+    }
+}
