@@ -133,6 +133,7 @@ pub async fn run(bench: FeedBench) -> anyhow::Result<()> {
     let token_of = |id: i64| tokens.iter().find(|(v, _)| *v == id).map(|(_, t)| t.clone()).unwrap_or_default();
 
     // Warm-up, then page 1 and page 500, interleaved so both see the same conditions.
+    let load_before = load_average();
     let cpu_before = server.cpu_time()?;
     let mut page1 = Vec::new();
     let mut page500 = Vec::new();
@@ -153,6 +154,7 @@ pub async fn run(bench: FeedBench) -> anyhow::Result<()> {
         }
     }
     let feed_cpu = server.cpu_time()? - cpu_before;
+    let load_after = load_average();
     let feed_requests = 2 * bench.samples;
 
     // Like throughput: clients like and unlike random public moments.
@@ -201,7 +203,8 @@ pub async fn run(bench: FeedBench) -> anyhow::Result<()> {
          Server CPU per feed request: {:.2} ms.\n\n\
          Likes (PUT and DELETE alternating, {} clients, {:.0} s): **{:.0} requests/s**, server CPU {:.2} ms per \
          request; afterwards every moment's likes_count equals its like rows: {exact}.\n\n\
-         Server memory: RSS {} MiB at the end, peak {} MiB.\n",
+         Server memory: RSS {} MiB at the end, peak {} MiB. Machine load average (1 min) before and after the \
+         feed timings: {load_before} and {load_after} (other work shares these 2 cores).\n",
         bench.users,
         bench.moments,
         bench.follows,
@@ -228,6 +231,14 @@ pub async fn run(bench: FeedBench) -> anyhow::Result<()> {
         println!("written to {}", path.display());
     }
     Ok(())
+}
+
+/// The 1-minute load average, to show how busy the machine was.
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|l| l.split_whitespace().next().map(str::to_owned))
+        .unwrap_or_else(|| "unknown".into())
 }
 
 async fn get_feed(

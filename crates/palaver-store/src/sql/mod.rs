@@ -73,15 +73,17 @@ macro_rules! moment_not_blocked {
 }
 pub(crate) use moment_not_blocked;
 
-/// THE visibility rule, for viewer `$1` and moment `m` with author `au`:
+/// THE visibility rule, for viewer `$1` and moment `m`:
 /// active, author not suspended, public / followers (viewer follows or is
 /// the author) / private (viewer is the author), and no block either way.
 /// Every read of moments goes through it (`Visibility::allows` states the
-/// same rule in Rust).
+/// same rule in Rust). The author's suspension is a correlated lookup by
+/// primary key rather than a join: with a join, SQLite's planner builds a
+/// Bloom filter over all users for every feed page (20 ms at 100k users).
 macro_rules! moment_visible {
     () => {
         concat!(
-            "(m.is_active AND NOT au.is_suspended \
+            "(m.is_active AND (SELECT NOT su.is_suspended FROM users su WHERE su.id = m.user_id) \
              AND (m.user_id = $1 OR m.visibility = 'public' OR (m.visibility = 'followers' AND EXISTS \
              (SELECT 1 FROM follows vf WHERE vf.follower_id = $1 AND vf.following_id = m.user_id))) AND ",
             $crate::sql::moment_not_blocked!(),
@@ -106,7 +108,7 @@ pub(crate) use comment_cols;
 /// its author and viewer `$1`.
 macro_rules! comment_visible {
     () => {
-        "(c.is_active AND NOT cu.is_suspended \
+        "(c.is_active AND (SELECT NOT su.is_suspended FROM users su WHERE su.id = c.user_id) \
          AND NOT EXISTS (SELECT 1 FROM blocks cb WHERE cb.blocker_id = $1 AND cb.blocked_id = c.user_id) \
          AND NOT EXISTS (SELECT 1 FROM blocks cb2 WHERE cb2.blocker_id = c.user_id AND cb2.blocked_id = $1))"
     };

@@ -243,7 +243,7 @@ macro_rules! impl_moment_store {
                 let row: Option<(i64, i64, String, Option<i64>, bool)> = sqlx::query_as(concat!(
                     "SELECT m.id, m.user_id, m.visibility, m.shared_moment_id, ",
                     $crate::sql::moment_visible!(),
-                    " AS visible FROM moments m JOIN users au ON au.id = m.user_id WHERE m.id = $2 AND m.is_active"
+                    " AS visible FROM moments m WHERE m.id = $2 AND m.is_active"
                 ))
                 .bind(viewer)
                 .bind(id)
@@ -289,8 +289,8 @@ macro_rules! impl_moment_store {
                 macro_rules! public_ids {
                     () => {
                         concat!(
-                            "SELECT m.id FROM moments m JOIN users au ON au.id = m.user_id \
-                             WHERE m.is_active AND m.visibility = 'public' AND m.id < $2 AND NOT au.is_suspended AND ",
+                            "SELECT m.id FROM moments m WHERE m.is_active AND m.visibility = 'public' AND m.id < $2 \
+                             AND (SELECT NOT su.is_suspended FROM users su WHERE su.id = m.user_id) AND ",
                             $crate::sql::moment_not_blocked!(),
                             " ORDER BY m.id DESC LIMIT $3"
                         )
@@ -307,7 +307,7 @@ macro_rules! impl_moment_store {
                     }
                     $crate::FeedKind::User(user) => {
                         sqlx::query_as(concat!(
-                            "WITH page AS (SELECT m.id FROM moments m JOIN users au ON au.id = m.user_id \
+                            "WITH page AS (SELECT m.id FROM moments m \
                              WHERE m.user_id = $4 AND m.id < $2 AND ",
                             $crate::sql::moment_visible!(),
                             " ORDER BY m.id DESC LIMIT $3)",
@@ -332,9 +332,8 @@ macro_rules! impl_moment_store {
                              SELECT id FROM (SELECT m.id FROM moments m WHERE m.user_id = $1 AND m.is_active \
                              AND m.id < $2 ORDER BY m.id DESC LIMIT $3) AS own UNION \
                              SELECT id FROM (SELECT m.id FROM follows f JOIN moments m ON m.user_id = f.following_id \
-                             JOIN users au ON au.id = m.user_id \
                              WHERE f.follower_id = $1 AND m.is_active AND m.visibility = 'followers' AND m.id < $2 \
-                             AND NOT au.is_suspended AND ",
+                             AND (SELECT NOT su.is_suspended FROM users su WHERE su.id = m.user_id) AND ",
                             $crate::sql::moment_not_blocked!(),
                             " ORDER BY m.id DESC LIMIT $3) AS fol",
                             ") AS merged ORDER BY id DESC LIMIT $3)",

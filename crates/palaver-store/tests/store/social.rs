@@ -51,6 +51,21 @@ conformance! {
                 assert_eq!(home.iter().any(|m| m.id == id), expected, "{visibility:?} in home feed of {viewer}");
             }
         }
+        // A suspended author's moments and comments disappear for everyone.
+        let public = moment(&*store, author, Visibility::Public).await;
+        let comment = store
+            .create_comment(&NewComment { moment_id: public, user_id: author, parent_comment_id: None, content: "c".into(), now: t })
+            .await
+            .unwrap();
+        assert_eq!(store.comments_by_ids(stranger, &[comment]).await.unwrap().len(), 1);
+        store.set_suspended(author, true, now()).await.unwrap();
+        let page = PageRequest { cursor: None, limit: 100 };
+        for viewer in [follower, stranger] {
+            assert!(!store.moment_access(viewer, public).await.unwrap().unwrap().visible);
+            assert!(store.feed(viewer, FeedKind::Public, page).await.unwrap().is_empty());
+            assert!(store.feed(viewer, FeedKind::Home, page).await.unwrap().is_empty());
+            assert!(store.comments_by_ids(viewer, &[comment]).await.unwrap().is_empty());
+        }
     }
 }
 
