@@ -178,6 +178,8 @@ api_test! {
                     .await
                     .expect(201);
                 ids.push(body["id"].as_i64().unwrap());
+                assert_eq!(body["media"][0]["id"], media.id);
+                assert!(app.store.media_by_id(media.id).await.unwrap().unwrap().attached_at.is_some(), "attached");
             }
         }
         for id in ids.iter().step_by(3) {
