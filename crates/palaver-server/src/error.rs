@@ -94,6 +94,12 @@ impl IntoResponse for ApiError {
             Error::Unauthorized(_) => {
                 response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
             }
+            // The rest of the oversized body was not read, so the connection
+            // cannot carry another request; say so, or the client may reuse
+            // it and see its next request fail.
+            Error::PayloadTooLarge(_) => {
+                response.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
+            }
             _ => {}
         }
         response
