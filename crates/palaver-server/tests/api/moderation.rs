@@ -172,3 +172,41 @@ api_test! {
         assert_eq!(log["items"][0]["target_id"], moment);
     }
 }
+
+api_test! {
+    /// Only admins suspend moderators and admins; nobody suspends themselves.
+    async fn suspension_rules(app) {
+        let user = app.register("sr-user@example.org").await;
+        let moder = moderator(&app, "sr-mod@example.org", Role::Moderator).await;
+        let admin = moderator(&app, "sr-admin@example.org", Role::Admin).await;
+        let report_on = |target: i64, reporter: TestUser| {
+            let app = app.clone();
+            async move {
+                app.post("/api/v1/reports", Some(&reporter.access_token), json!({"report_type": "fake", "reported_user": target}))
+                    .await
+                    .expect(201)["id"]
+                    .as_i64()
+                    .unwrap()
+            }
+        };
+        let on_admin = report_on(admin.id, user.clone()).await;
+        app.patch(&format!("/api/v1/moderation/reports/{on_admin}"), &moder.access_token, json!({"action": "suspend_user"}))
+            .await
+            .expect_error(403, "forbidden");
+        let on_moder = report_on(moder.id, user.clone()).await;
+        app.patch(&format!("/api/v1/moderation/reports/{on_moder}"), &moder.access_token, json!({"action": "suspend_user"}))
+            .await
+            .expect_error(422, "unprocessable");
+        // Refused decisions changed nothing.
+        app.get("/api/v1/users/me", &admin.access_token).await.expect(200);
+        let queue = app.get("/api/v1/moderation/reports?status=pending", &moder.access_token).await.expect(200);
+        assert_eq!(queue["items"].as_array().unwrap().len(), 2);
+        assert_eq!(app.get("/api/v1/moderation/actions", &moder.access_token).await.expect(200)["items"], json!([]));
+        // An admin may suspend a moderator.
+        app.patch(&format!("/api/v1/moderation/reports/{on_moder}"), &admin.access_token, json!({"action": "suspend_user"}))
+            .await
+            .expect(200);
+        let refused = app.get("/api/v1/moderation/reports", &moder.access_token).await;
+        assert!(matches!(refused.status.as_u16(), 401 | 403), "{}", refused.body);
+    }
+}
