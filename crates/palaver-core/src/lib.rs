@@ -7,6 +7,7 @@
 //! them, so the rules here can be tested and reused without a database.
 
 pub mod error;
+pub mod notification;
 pub mod time;
 pub mod user;
 pub mod validate;

@@ -15,6 +15,7 @@
 //! queue in the pool instead of failing with `SQLITE_BUSY`.
 
 pub(crate) mod auth;
+pub(crate) mod notifications;
 pub(crate) mod users;
 
 /// Columns of `users` as `model::UserRow` reads them, table-qualified so the
@@ -33,6 +34,7 @@ macro_rules! impl_all_stores {
     ($store:ty) => {
         $crate::sql::users::impl_user_store!($store);
         $crate::sql::auth::impl_auth_store!($store);
+        $crate::sql::notifications::impl_notification_store!($store);
     };
 }
 pub(crate) use impl_all_stores;
