@@ -84,6 +84,10 @@ pub struct AppState {
     pub node_id: Arc<str>,
     /// Cancelled when the server shuts down; long-lived tasks watch it.
     pub shutdown: CancellationToken,
+    /// Notifications: the API's use cases, and the fan-out from events.
+    pub notifications: Arc<palaver_push::NotificationService>,
+    /// The push providers with credentials.
+    pub push_providers: palaver_push::Providers,
 }
 
 impl FromRef<AppState> for Services {
@@ -96,6 +100,8 @@ impl FromRef<AppState> for Services {
 pub struct App {
     /// Shared state.
     pub state: AppState,
+    /// Push providers and outbox workers, started by [`serve`].
+    pub push: crate::push::PushSetup,
     shutdown_grace: Duration,
     rate_limiter: Arc<MemoryRateLimiter>,
 }
@@ -163,6 +169,8 @@ impl App {
                 },
             },
         };
+        let push = crate::push::PushSetup::from_config(config, store.backend() == palaver_store::Backend::Sqlite)?;
+        let notifications = Arc::new(palaver_push::NotificationService::new(store.clone(), push.notifications.clone()));
         let services = Services::new(store, settings, rate_limiter.clone())?;
         let node_id: Arc<str> = config
             .node_id
@@ -176,8 +184,10 @@ impl App {
             redis,
             node_id,
             shutdown: CancellationToken::new(),
+            notifications,
+            push_providers: push.providers.clone(),
         };
-        Ok(Self { state, shutdown_grace: config.shutdown_grace, rate_limiter })
+        Ok(Self { state, push, shutdown_grace: config.shutdown_grace, rate_limiter })
     }
 
     /// The axum application.
@@ -307,6 +317,18 @@ pub async fn serve(
     });
     tokio::spawn(observability::upkeep(app.state.prometheus.clone(), token.clone()));
     tokio::spawn(prune_rate_limits(app.rate_limiter.clone(), token.clone()));
+    // Notifications: the fan-out subscribes to the event bus before any
+    // request is served; the outbox workers stop with the server.
+    app.state.notifications.spawn_fanout(&app.state.services.events, token.clone());
+    for _ in 0..app.push.workers {
+        let worker = palaver_push::OutboxWorker::new(
+            app.state.services.store.clone(),
+            app.push.providers.clone(),
+            app.push.outbox.clone(),
+            app.state.notifications.outbox_wake(),
+        );
+        tokio::spawn(worker.run(token.clone()));
+    }
 
     let addr = listener.local_addr()?;
     tracing::info!(%addr, node = %app.state.node_id, backend = app.state.services.store.backend().as_str(), "listening");

@@ -14,6 +14,7 @@ pub mod error;
 pub mod extract;
 pub mod http;
 pub mod observability;
+pub mod push;
 pub mod secrets;
 
 pub use app::{App, AppState, router, serve};

@@ -75,7 +75,7 @@ impl Apns {
     /// An HTTP client that speaks only HTTP/2, as APNs requires (over TLS
     /// with ALPN, or cleartext prior knowledge for a local stand-in).
     pub fn client(timeout: Duration) -> Result<reqwest::Client, ProviderError> {
-        let _ = rustls::crypto::ring::default_provider().install_default();
+        super::install_crypto_provider();
         reqwest::Client::builder()
             .http2_prior_knowledge()
             .timeout(timeout)

@@ -91,11 +91,19 @@ impl Providers {
 #[error("{0}")]
 pub struct ProviderError(pub String);
 
+/// Makes `ring` the process's TLS crypto provider. reqwest is built with
+/// rustls but without a default provider (the default, aws-lc, needs a C
+/// toolchain and cmake), so every process must install one before it builds
+/// any HTTP client; the server does it at start-up. Calling it again is
+/// harmless: the first provider stays.
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
 /// An HTTP client for the push services: rustls with the ring provider
 /// (no C toolchain needed), HTTP/2 where the server offers it.
 pub fn http_client(timeout: Duration) -> Result<reqwest::Client, ProviderError> {
-    // Installing twice is harmless: the first provider stays.
-    let _ = rustls::crypto::ring::default_provider().install_default();
+    install_crypto_provider();
     reqwest::Client::builder()
         .timeout(timeout)
         .connect_timeout(timeout.min(Duration::from_secs(10)))

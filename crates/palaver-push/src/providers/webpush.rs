@@ -57,6 +57,12 @@ impl VapidKey {
         Self { secret }
     }
 
+    /// The private scalar, base64url: the form `PALAVER_VAPID_PRIVATE_KEY`
+    /// takes.
+    pub fn private_key_base64(&self) -> String {
+        URL_SAFE_NO_PAD.encode(self.secret.to_bytes())
+    }
+
     /// The public key, base64url of the uncompressed point: what browsers
     /// take as `applicationServerKey` and what goes into `k=`.
     pub fn public_key_base64(&self) -> String {

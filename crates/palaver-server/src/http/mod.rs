@@ -2,6 +2,7 @@
 //! extract, call a service, shape the response.
 
 pub mod auth;
+pub mod notifications;
 pub mod ops;
 pub mod users;
 
@@ -24,6 +25,7 @@ use crate::app::AppState;
     tags(
         (name = "auth", description = "Registration, login and tokens"),
         (name = "users", description = "Profiles"),
+        (name = "notifications", description = "Notifications, preferences and push devices"),
         (name = "ops", description = "Health, readiness, metrics")
     )
 )]
@@ -43,7 +45,7 @@ impl Modify for BearerAuth {
 
 /// Every `/api/v1` route with its OpenAPI description.
 pub fn api_v1() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().merge(auth::routes()).merge(users::routes())
+    OpenApiRouter::new().merge(auth::routes()).merge(users::routes()).merge(notifications::routes())
 }
 
 /// The whole documented API: `/api/v1/...` plus the operational endpoints.

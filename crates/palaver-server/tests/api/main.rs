@@ -10,5 +10,6 @@ mod helpers;
 mod auth;
 mod binary;
 mod errors;
+mod notifications;
 mod ops;
 mod users;
