@@ -8,6 +8,7 @@
 
 pub mod app;
 pub mod bench;
+pub mod bench_push;
 pub mod cli;
 pub mod config;
 pub mod error;

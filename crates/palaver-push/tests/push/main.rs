@@ -3,6 +3,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod fanout;
 mod outbox;
 mod providers;
 mod rfc8291;

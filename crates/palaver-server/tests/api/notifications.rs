@@ -525,6 +525,10 @@ async fn messages_reach_every_device(backend: Backend) {
     }
     let items = wait_notifications(&app, &ana, |i| i.first().is_some_and(|n| n["is_sent"] == true)).await;
     assert_eq!(items[0]["notification_type"], "message");
+    let metrics = app.client.get(app.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    for provider in ["fcm", "apns", "webpush"] {
+        assert!(metrics.contains(&format!("push_sent_total{{provider=\"{provider}\"}}")), "{provider} counted");
+    }
 
     // Unregistered on the device: pruned after the first failure.
     fixtures.fcm.stand_in.kill_token(&android);

@@ -21,6 +21,7 @@ CREATE INDEX notification_actors_actor ON notification_actors (actor_id);
 -- Which claim (one batch of one worker) holds a row: only that claim may
 -- finish it, so a worker whose lease ran out cannot undo another's work.
 ALTER TABLE push_outbox ADD COLUMN claimed_by TEXT;
+CREATE INDEX push_outbox_claim ON push_outbox (claimed_by) WHERE claimed_by IS NOT NULL;
 -- After this the push is dropped: a late notification is worse than none.
 ALTER TABLE push_outbox ADD COLUMN expires_at TEXT;
 CREATE INDEX push_outbox_collapse ON push_outbox (push_token_id, collapse_key);

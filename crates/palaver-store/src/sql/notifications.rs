@@ -59,21 +59,16 @@ pub(crate) const CLAIM_SQLITE: &str = concat!(
 macro_rules! impl_notification_store {
     ($store:ty) => {
         impl $store {
-            /// Reads the newest actors' names and the counts, renders, and
-            /// stores the text; returns the notification.
+            /// Renders a notification from its current row (plus
+            /// `actor_delta` actors just added) and the newest actors'
+            /// names, and stores the text and the count in one statement.
             async fn render_notification<'c>(
                 tx: &mut sqlx::Transaction<'c, <Self as $crate::sql::notifications::HasDb>::Db>,
-                id: palaver_core::Id,
+                row: $crate::model::NotificationRow,
+                actor_delta: i64,
                 render: &$crate::Renderer,
             ) -> $crate::Result<palaver_core::notification::Notification> {
-                let row: $crate::model::NotificationRow = sqlx::query_as(concat!(
-                    "SELECT ",
-                    $crate::sql::notifications::notification_cols!(),
-                    " FROM notifications WHERE id = $1"
-                ))
-                .bind(id)
-                .fetch_one(&mut **tx)
-                .await?;
+                let id = row.id;
                 let names: Vec<(String,)> = sqlx::query_as(
                     "SELECT users.display_name FROM notification_actors \
                      JOIN users ON users.id = notification_actors.actor_id \
@@ -84,21 +79,23 @@ macro_rules! impl_notification_store {
                 .fetch_all(&mut **tx)
                 .await?;
                 let names: Vec<String> = names.into_iter().map(|(n,)| n).collect();
-                let notification: palaver_core::notification::Notification = row.try_into()?;
+                let current: palaver_core::notification::Notification = row.try_into()?;
                 let text = render(&$crate::RenderInput {
-                    notification_type: notification.notification_type,
+                    notification_type: current.notification_type,
                     actor_names: &names,
-                    actor_count: notification.actor_count,
-                    event_count: notification.event_count,
-                    data: &notification.data,
+                    actor_count: current.actor_count + actor_delta,
+                    event_count: current.event_count,
+                    data: &current.data,
                 });
                 let row: $crate::model::NotificationRow = sqlx::query_as(concat!(
-                    "UPDATE notifications SET title = $2, message = $3 WHERE id = $1 RETURNING ",
+                    "UPDATE notifications SET title = $2, message = $3, actor_count = actor_count + $4 \
+                     WHERE id = $1 RETURNING ",
                     $crate::sql::notifications::notification_cols!()
                 ))
                 .bind(id)
                 .bind(&text.title)
                 .bind(&text.message)
+                .bind(actor_delta)
                 .fetch_one(&mut **tx)
                 .await?;
                 row.try_into()
@@ -139,15 +136,16 @@ macro_rules! impl_notification_store {
                 let mut notification = None;
                 let mut created = false;
                 if new.in_app {
-                    let (id, event_count): (i64, i64) = sqlx::query_as(
+                    let row: $crate::model::NotificationRow = sqlx::query_as(concat!(
                         "INSERT INTO notifications (user_id, notification_type, title, message, data, \
                          aggregation_key, actor_count, event_count, aggregating, created_at, updated_at) \
                          VALUES ($1, $2, '', '', $3, $4, 0, 1, $5, $6, $6) \
                          ON CONFLICT (user_id, aggregation_key) WHERE aggregating DO UPDATE SET \
                          event_count = notifications.event_count + 1, data = excluded.data, \
                          notification_type = excluded.notification_type, updated_at = excluded.updated_at \
-                         RETURNING id, event_count",
-                    )
+                         RETURNING ",
+                        $crate::sql::notifications::notification_cols!()
+                    ))
                     .bind(new.user_id)
                     .bind(new.notification_type.as_str())
                     .bind(sqlx::types::Json(&new.data))
@@ -156,9 +154,11 @@ macro_rules! impl_notification_store {
                     .bind(new.now)
                     .fetch_one(&mut *tx)
                     .await?;
-                    created = event_count == 1;
+                    let id = row.id;
+                    created = row.event_count == 1;
+                    let mut added = 0;
                     if let Some(actor) = new.actor_id {
-                        let added = sqlx::query(
+                        let inserted = sqlx::query(
                             "INSERT INTO notification_actors (notification_id, actor_id, created_at) \
                              VALUES ($1, $2, $3) ON CONFLICT (notification_id, actor_id) DO NOTHING",
                         )
@@ -167,11 +167,8 @@ macro_rules! impl_notification_store {
                         .bind(new.now)
                         .execute(&mut *tx)
                         .await?;
-                        if added.rows_affected() == 1 {
-                            sqlx::query("UPDATE notifications SET actor_count = actor_count + 1 WHERE id = $1")
-                                .bind(id)
-                                .execute(&mut *tx)
-                                .await?;
+                        if inserted.rows_affected() == 1 {
+                            added = 1;
                         } else {
                             // The same person again: they become the newest actor.
                             sqlx::query(
@@ -185,7 +182,7 @@ macro_rules! impl_notification_store {
                             .await?;
                         }
                     }
-                    notification = Some(Self::render_notification(&mut tx, id, render).await?);
+                    notification = Some(Self::render_notification(&mut tx, row, added, render).await?);
                 }
                 let unread_count = Self::unread_in(&mut tx, new.user_id).await?;
                 let mut pushes_queued = 0;
@@ -235,38 +232,32 @@ macro_rules! impl_notification_store {
                             }
                         }
                     };
-                    let tokens: Vec<(i64,)> =
-                        sqlx::query_as("SELECT id FROM push_tokens WHERE user_id = $1 AND is_active ORDER BY id")
-                            .bind(new.user_id)
-                            .fetch_all(&mut *tx)
-                            .await?;
-                    for (token_id,) in tokens {
-                        if let Some(key) = &plan.collapse_key {
-                            // A burst collapses: the pending push is replaced.
-                            sqlx::query(
-                                "DELETE FROM push_outbox WHERE push_token_id = $1 AND collapse_key = $2 \
-                                 AND claimed_by IS NULL",
-                            )
-                            .bind(token_id)
-                            .bind(key)
-                            .execute(&mut *tx)
-                            .await?;
-                        }
+                    if let Some(key) = &plan.collapse_key {
+                        // A burst collapses: pending pushes with the key are replaced.
                         sqlx::query(
-                            "INSERT INTO push_outbox (notification_id, push_token_id, payload, collapse_key, \
-                             attempts, next_attempt_at, created_at, expires_at) VALUES ($1, $2, $3, $4, 0, $5, $6, $7)",
+                            "DELETE FROM push_outbox WHERE collapse_key = $2 AND claimed_by IS NULL \
+                             AND push_token_id IN (SELECT id FROM push_tokens WHERE user_id = $1)",
                         )
-                        .bind(payload.notification_id)
-                        .bind(token_id)
-                        .bind(sqlx::types::Json(&payload))
-                        .bind(plan.collapse_key.as_deref())
-                        .bind(plan.not_before)
-                        .bind(new.now)
-                        .bind(plan.expires_at)
+                        .bind(new.user_id)
+                        .bind(key)
                         .execute(&mut *tx)
                         .await?;
-                        pushes_queued += 1;
                     }
+                    let queued = sqlx::query(
+                        "INSERT INTO push_outbox (notification_id, push_token_id, payload, collapse_key, attempts, \
+                         next_attempt_at, created_at, expires_at) \
+                         SELECT $1, id, $2, $3, 0, $4, $5, $6 FROM push_tokens WHERE user_id = $7 AND is_active",
+                    )
+                    .bind(payload.notification_id)
+                    .bind(sqlx::types::Json(&payload))
+                    .bind(plan.collapse_key.as_deref())
+                    .bind(plan.not_before)
+                    .bind(new.now)
+                    .bind(plan.expires_at)
+                    .bind(new.user_id)
+                    .execute(&mut *tx)
+                    .await?;
+                    pushes_queued = queued.rows_affected();
                 }
                 tx.commit().await?;
                 Ok($crate::RecordedNotification { notification, created, unread_count, pushes_queued })
@@ -307,22 +298,22 @@ macro_rules! impl_notification_store {
                     tx.commit().await?;
                     return Ok($crate::Retracted::Unchanged);
                 }
-                let (left,): (i64,) = sqlx::query_as(
-                    "UPDATE notifications SET actor_count = actor_count - 1, updated_at = $2 WHERE id = $1 \
-                     RETURNING actor_count",
-                )
+                let row: $crate::model::NotificationRow = sqlx::query_as(concat!(
+                    "UPDATE notifications SET actor_count = actor_count - 1, updated_at = $2 WHERE id = $1 RETURNING ",
+                    $crate::sql::notifications::notification_cols!()
+                ))
                 .bind(id)
                 .bind(now)
                 .fetch_one(&mut *tx)
                 .await?;
-                if left <= 0 {
+                if row.actor_count <= 0 {
                     // Its pending pushes go with it (ON DELETE CASCADE).
                     sqlx::query("DELETE FROM notifications WHERE id = $1").bind(id).execute(&mut *tx).await?;
                     let unread_count = Self::unread_in(&mut tx, user_id).await?;
                     tx.commit().await?;
                     return Ok($crate::Retracted::Deleted { id, unread_count });
                 }
-                let notification = Self::render_notification(&mut tx, id, render).await?;
+                let notification = Self::render_notification(&mut tx, row, 0, render).await?;
                 let unread_count = Self::unread_in(&mut tx, user_id).await?;
                 // Pending pushes carry the new text.
                 let pending: Vec<(i64, sqlx::types::Json<serde_json::Value>)> = sqlx::query_as(
@@ -565,23 +556,15 @@ macro_rules! impl_notification_store {
             ) -> $crate::Result<u64> {
                 let mut tx = self.writer().begin().await?;
                 let mut pruned = 0;
+                // Deliveries and drops are the bulk of a batch: one
+                // statement each per chunk of rows, not one per row (each is a
+                // round trip on PostgreSQL).
+                let mut delivered = Vec::new();
+                let mut dropped = Vec::new();
                 for (item, result) in results {
                     match result {
-                        $crate::PushResult::Delivered => {
-                            let sent: Option<(Option<i64>,)> = sqlx::query_as(
-                                "DELETE FROM push_outbox WHERE id = $1 AND claimed_by = $2 RETURNING notification_id",
-                            )
-                            .bind(item.id)
-                            .bind(claim_id)
-                            .fetch_optional(&mut *tx)
-                            .await?;
-                            if let Some((Some(notification_id),)) = sent {
-                                sqlx::query("UPDATE notifications SET is_sent = TRUE WHERE id = $1 AND NOT is_sent")
-                                    .bind(notification_id)
-                                    .execute(&mut *tx)
-                                    .await?;
-                            }
-                        }
+                        $crate::PushResult::Delivered => delivered.push(item.id),
+                        $crate::PushResult::Drop { .. } => dropped.push(item.id),
                         $crate::PushResult::Retry { at, error } => {
                             sqlx::query(
                                 "UPDATE push_outbox SET claimed_by = NULL, claimed_until = NULL, \
@@ -594,13 +577,6 @@ macro_rules! impl_notification_store {
                             .execute(&mut *tx)
                             .await?;
                         }
-                        $crate::PushResult::Drop { .. } => {
-                            sqlx::query("DELETE FROM push_outbox WHERE id = $1 AND claimed_by = $2")
-                                .bind(item.id)
-                                .bind(claim_id)
-                                .execute(&mut *tx)
-                                .await?;
-                        }
                         $crate::PushResult::PruneToken => {
                             // Everything queued for the token goes with it.
                             let done = sqlx::query("DELETE FROM push_tokens WHERE id = $1")
@@ -610,6 +586,42 @@ macro_rules! impl_notification_store {
                             pruned += done.rows_affected();
                         }
                     }
+                }
+                for chunk in delivered.chunks(500) {
+                    let sql = format!(
+                        "DELETE FROM push_outbox WHERE claimed_by = $1 AND id IN ({}) RETURNING notification_id",
+                        $crate::sql::notifications::placeholders(2, chunk.len())
+                    );
+                    let mut query = sqlx::query_as::<_, (Option<i64>,)>(sqlx::AssertSqlSafe(sql)).bind(claim_id);
+                    for id in chunk {
+                        query = query.bind(*id);
+                    }
+                    let mut sent: Vec<i64> = query.fetch_all(&mut *tx).await?.into_iter().filter_map(|(n,)| n).collect();
+                    sent.sort_unstable();
+                    sent.dedup();
+                    if sent.is_empty() {
+                        continue;
+                    }
+                    let sql = format!(
+                        "UPDATE notifications SET is_sent = TRUE WHERE NOT is_sent AND id IN ({})",
+                        $crate::sql::notifications::placeholders(1, sent.len())
+                    );
+                    let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+                    for id in &sent {
+                        query = query.bind(*id);
+                    }
+                    query.execute(&mut *tx).await?;
+                }
+                for chunk in dropped.chunks(500) {
+                    let sql = format!(
+                        "DELETE FROM push_outbox WHERE claimed_by = $1 AND id IN ({})",
+                        $crate::sql::notifications::placeholders(2, chunk.len())
+                    );
+                    let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(claim_id);
+                    for id in chunk {
+                        query = query.bind(*id);
+                    }
+                    query.execute(&mut *tx).await?;
                 }
                 tx.commit().await?;
                 Ok(pruned)
@@ -624,6 +636,12 @@ macro_rules! impl_notification_store {
     };
 }
 pub(crate) use impl_notification_store;
+
+/// `$first, $first+1, ...`: `count` numbered placeholders. The SQL built
+/// with it contains only these and fixed text, never a value.
+pub(crate) fn placeholders(first: usize, count: usize) -> String {
+    (first..first + count).map(|n| format!("${n}")).collect::<Vec<_>>().join(", ")
+}
 
 /// The sqlx database behind a store type, so helpers inside the macro can
 /// name their transaction type.
