@@ -10,7 +10,7 @@ use chrono::TimeDelta;
 use palaver_core::notification::{DeviceType, Notification, NotificationType, PushToken, WebPushSubscription};
 use palaver_core::time::{Timestamp, now};
 use palaver_core::{Error, FieldErrors, Id, Result, UserId};
-use palaver_service::{DomainEvent, EventBus, Principal};
+use palaver_service::{DomainEvent, Principal};
 use palaver_store::{NewNotification, NewPushToken, PushPlan, RecordedNotification, Rendered, Retracted, Store};
 use serde::Serialize;
 use serde_json::{Value, json};
@@ -202,8 +202,9 @@ impl NotificationService {
         live.publish_to_user(user_id, "notification", data);
     }
 
-    /// Subscribes to the bus now (so nothing published after this call is
-    /// missed) and reacts to every event until `shutdown`. Events are spread
+    /// Reacts to every event `events` receives until `shutdown`. Take the
+    /// receiver from `EventBus::subscribe` when the app is built, before
+    /// anything can publish, so nothing is missed. Events are spread
     /// over lanes by recipient, so one user's events stay in order (a like
     /// and its unlike) while different users' proceed in parallel.
     ///
@@ -213,8 +214,11 @@ impl NotificationService {
     /// produce no notification. That is accepted here: the facts themselves
     /// (likes, comments, messages) are durable and visible in the app, and
     /// once a notification is recorded its pushes are durable in the outbox.
-    pub fn spawn_fanout(self: &Arc<Self>, bus: &EventBus, shutdown: CancellationToken) -> tokio::task::JoinHandle<()> {
-        let mut rx = bus.subscribe();
+    pub fn spawn_fanout(
+        self: &Arc<Self>,
+        mut rx: broadcast::Receiver<DomainEvent>,
+        shutdown: CancellationToken,
+    ) -> tokio::task::JoinHandle<()> {
         let lanes = self.settings.fanout_lanes.max(1);
         let mut senders = Vec::with_capacity(lanes);
         for _ in 0..lanes {

@@ -102,6 +102,9 @@ pub struct App {
     pub state: AppState,
     /// Push providers and outbox workers, started by [`serve`].
     pub push: crate::push::PushSetup,
+    /// The notification fan-out's subscription, taken when the app is built
+    /// so no event published before [`serve`] starts it is missed.
+    notification_events: Option<tokio::sync::broadcast::Receiver<palaver_service::DomainEvent>>,
     shutdown_grace: Duration,
     rate_limiter: Arc<MemoryRateLimiter>,
 }
@@ -187,7 +190,8 @@ impl App {
             notifications,
             push_providers: push.providers.clone(),
         };
-        Ok(Self { state, push, shutdown_grace: config.shutdown_grace, rate_limiter })
+        let notification_events = Some(state.services.events.subscribe());
+        Ok(Self { state, push, notification_events, shutdown_grace: config.shutdown_grace, rate_limiter })
     }
 
     /// The axum application.
@@ -306,7 +310,7 @@ fn panic_response(panic: Box<dyn std::any::Any + Send + 'static>) -> Response {
 /// in flight finish for up to the configured grace period.
 pub async fn serve(
     listener: TcpListener,
-    app: App,
+    mut app: App,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let token = app.state.shutdown.clone();
@@ -317,9 +321,11 @@ pub async fn serve(
     });
     tokio::spawn(observability::upkeep(app.state.prometheus.clone(), token.clone()));
     tokio::spawn(prune_rate_limits(app.rate_limiter.clone(), token.clone()));
-    // Notifications: the fan-out subscribes to the event bus before any
-    // request is served; the outbox workers stop with the server.
-    app.state.notifications.spawn_fanout(&app.state.services.events, token.clone());
+    // Notifications: the fan-out (subscribed when the app was built) and
+    // the outbox workers; both stop with the server.
+    if let Some(events) = app.notification_events.take() {
+        app.state.notifications.spawn_fanout(events, token.clone());
+    }
     for _ in 0..app.push.workers {
         let worker = palaver_push::OutboxWorker::new(
             app.state.services.store.clone(),

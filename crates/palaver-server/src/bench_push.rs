@@ -150,7 +150,7 @@ async fn one_run(bench: &PushBench, rate: Option<u32>) -> anyhow::Result<RunResu
     let service = Arc::new(NotificationService::new(store.clone(), NotificationSettings::default()));
     let bus = EventBus::new(bench.events + 16);
     let shutdown = CancellationToken::new();
-    service.spawn_fanout(&bus, shutdown.clone());
+    service.spawn_fanout(bus.subscribe(), shutdown.clone());
     let workers = if schema.is_some() { bench.workers.max(1) } else { 1 };
     let outbox = OutboxSettings { poll_interval: Duration::from_millis(200), ..OutboxSettings::default() };
     for _ in 0..workers {

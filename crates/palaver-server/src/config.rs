@@ -632,6 +632,55 @@ mod tests {
     }
 
     #[test]
+    fn push_settings_are_checked_together() {
+        let mut c = Config::defaults();
+        c.apns_key_file = Some(PathBuf::from("/nonexistent/key.p8"));
+        c.apns_key_id = Some("KEY1234567".into());
+        let err = c.validate().unwrap_err().to_string();
+        assert!(err.contains("PALAVER_APNS_TEAM_ID"), "{err}");
+
+        let mut c = Config::defaults();
+        c.vapid_private_key = Some(SecretString::from("RS0WdYWWo1HajXg3NZR1olzCf31i-ZBGDkFyCs7j1jw".to_owned()));
+        assert!(c.validate().unwrap_err().to_string().contains("PALAVER_VAPID_SUBJECT"));
+        c.vapid_subject = Some("mailto:ops@palaver.example".into());
+        assert!(c.validate().is_ok());
+
+        let mut c = Config::defaults();
+        c.push_lease = Duration::from_secs(5);
+        assert!(c.validate().unwrap_err().to_string().contains("PALAVER_PUSH_LEASE"));
+        let mut c = Config::defaults();
+        c.fcm_base_url = "fcm.googleapis.com".into();
+        assert!(c.validate().unwrap_err().to_string().contains("PALAVER_FCM_BASE_URL"));
+    }
+
+    #[test]
+    fn unreadable_push_credentials_stop_start_up_naming_the_setting() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut c = Config::defaults();
+        c.fcm_service_account_file = Some(dir.path().join("missing.json"));
+        let err = format!("{:#}", crate::push::PushSetup::from_config(&c, true).unwrap_err());
+        assert!(err.contains("PALAVER_FCM_SERVICE_ACCOUNT_FILE"), "{err}");
+
+        let file = dir.path().join("sa.json");
+        std::fs::write(&file, r#"{"client_email": "x@y", "private_key": "not a key", "project_id": "p"}"#).unwrap();
+        c.fcm_service_account_file = Some(file);
+        let err = format!("{:#}", crate::push::PushSetup::from_config(&c, true).unwrap_err());
+        assert!(err.contains("PALAVER_FCM_SERVICE_ACCOUNT_FILE") && err.contains("RSA"), "{err}");
+
+        let mut c = Config::defaults();
+        c.vapid_private_key = Some(SecretString::from("not-a-key".to_owned()));
+        c.vapid_subject = Some("mailto:x@y.z".into());
+        let err = format!("{:#}", crate::push::PushSetup::from_config(&c, true).unwrap_err());
+        assert!(err.contains("PALAVER_VAPID_PRIVATE_KEY"), "{err}");
+
+        // Nothing configured: every provider off, and SQLite runs one worker.
+        let setup = crate::push::PushSetup::from_config(&Config::defaults(), true).unwrap();
+        assert!(setup.providers.fcm.is_none() && setup.providers.apns.is_none() && setup.providers.web.is_none());
+        assert_eq!(setup.workers, 1);
+        assert_eq!(crate::push::PushSetup::from_config(&Config::defaults(), false).unwrap().workers, 2);
+    }
+
+    #[test]
     fn file_fills_defaults_only() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("p.toml");

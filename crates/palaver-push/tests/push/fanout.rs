@@ -19,7 +19,7 @@ async fn the_fanout_keeps_going_after_falling_behind_the_bus() {
     let service = Arc::new(NotificationService::new(store.clone(), NotificationSettings::default()));
     let bus = EventBus::new(2);
     let shutdown = CancellationToken::new();
-    service.spawn_fanout(&bus, shutdown.clone());
+    service.spawn_fanout(bus.subscribe(), shutdown.clone());
     let ana = user(&*store, "ana").await;
     let ben = user(&*store, "ben").await;
     let mut fans = Vec::new();
