@@ -423,6 +423,10 @@ async fn fcm_send(
     if project != state.project_id {
         return s.violation(format!("project {project}"));
     }
+    let content_type = headers.get("content-type").and_then(|v| v.to_str().ok()).unwrap_or_default();
+    if !content_type.starts_with("application/json") {
+        return s.violation(format!("send content-type {content_type}"));
+    }
     let Ok(body) = serde_json::from_slice::<Value>(&body) else {
         return s.violation("body is not JSON".into());
     };
@@ -759,6 +763,9 @@ async fn web_push(State(state): State<WebState>, Path(id): Path<String>, headers
     let sub = claims["sub"].as_str().unwrap_or_default();
     if exp > now_secs() + 24 * 3600 || !(sub.starts_with("mailto:") || sub.starts_with("https:")) {
         return s.violation(format!("VAPID claims {claims}"));
+    }
+    if h("content-type").as_deref() != Some("application/octet-stream") {
+        return s.violation(format!("content-type {:?}", h("content-type")));
     }
     if h("content-encoding").as_deref() != Some("aes128gcm") {
         return s.violation(format!("content-encoding {:?}", h("content-encoding")));
