@@ -7,6 +7,7 @@
 //! them, so the rules here can be tested and reused without a database.
 
 pub mod error;
+pub mod notification;
 pub mod social;
 pub mod time;
 pub mod user;

@@ -84,6 +84,10 @@ pub struct AppState {
     pub node_id: Arc<str>,
     /// Cancelled when the server shuts down; long-lived tasks watch it.
     pub shutdown: CancellationToken,
+    /// Notifications: the API's use cases, and the fan-out from events.
+    pub notifications: Arc<palaver_push::NotificationService>,
+    /// The push providers with credentials.
+    pub push_providers: palaver_push::Providers,
 }
 
 impl FromRef<AppState> for Services {
@@ -96,6 +100,11 @@ impl FromRef<AppState> for Services {
 pub struct App {
     /// Shared state.
     pub state: AppState,
+    /// Push providers and outbox workers, started by [`serve`].
+    pub push: crate::push::PushSetup,
+    /// The notification fan-out's subscription, taken when the app is built
+    /// so no event published before [`serve`] starts it is missed.
+    notification_events: Option<tokio::sync::broadcast::Receiver<palaver_service::DomainEvent>>,
     shutdown_grace: Duration,
     /// The in-process limiter, pruned in the background (None with Redis).
     memory_limiter: Option<Arc<MemoryRateLimiter>>,
@@ -180,6 +189,8 @@ impl App {
             },
             auto_hide_reports: config.auto_hide_reports,
         };
+        let push = crate::push::PushSetup::from_config(config, store.backend() == palaver_store::Backend::Sqlite)?;
+        let notifications = Arc::new(palaver_push::NotificationService::new(store.clone(), push.notifications.clone()));
         let services = Services::new(store, settings, rate_limiter)?;
         let node_id: Arc<str> = config
             .node_id
@@ -193,8 +204,11 @@ impl App {
             redis,
             node_id,
             shutdown: CancellationToken::new(),
+            notifications,
+            push_providers: push.providers.clone(),
         };
-        Ok(Self { state, shutdown_grace: config.shutdown_grace, memory_limiter })
+        let notification_events = Some(state.services.events.subscribe());
+        Ok(Self { state, push, notification_events, shutdown_grace: config.shutdown_grace, memory_limiter })
     }
 
     /// The axum application.
@@ -313,7 +327,7 @@ fn panic_response(panic: Box<dyn std::any::Any + Send + 'static>) -> Response {
 /// in flight finish for up to the configured grace period.
 pub async fn serve(
     listener: TcpListener,
-    app: App,
+    mut app: App,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let token = app.state.shutdown.clone();
@@ -325,6 +339,20 @@ pub async fn serve(
     tokio::spawn(observability::upkeep(app.state.prometheus.clone(), token.clone()));
     if let Some(limiter) = app.memory_limiter.clone() {
         tokio::spawn(prune_rate_limits(limiter, token.clone()));
+    }
+    // Notifications: the fan-out (subscribed when the app was built) and
+    // the outbox workers; both stop with the server.
+    if let Some(events) = app.notification_events.take() {
+        app.state.notifications.spawn_fanout(events, token.clone());
+    }
+    for _ in 0..app.push.workers {
+        let worker = palaver_push::OutboxWorker::new(
+            app.state.services.store.clone(),
+            app.push.providers.clone(),
+            app.push.outbox.clone(),
+            app.state.notifications.outbox_wake(),
+        );
+        tokio::spawn(worker.run(token.clone()));
     }
 
     let addr = listener.local_addr()?;

@@ -27,13 +27,36 @@ pub enum BenchCommand {
     /// Home-feed latency (page 1 and page 500) and like throughput over HTTP
     /// on a seeded social graph (100k users, 1M moments, ~100 follows each).
     Feed(crate::bench_feed::FeedBench),
+    /// Push outbox throughput and event-to-push latency against a local FCM
+    /// stand-in: one paced run at --rate and one burst.
+    Push {
+        /// Events (each a push to a different user) per run.
+        #[arg(long, default_value = "5000")]
+        events: usize,
+        /// Events per second in the paced run.
+        #[arg(long, default_value = "1000")]
+        rate: u32,
+        /// Outbox workers (PostgreSQL only; SQLite runs one).
+        #[arg(long, default_value = "2")]
+        workers: usize,
+        /// Markdown file whose push section is replaced with the results.
+        #[arg(long)]
+        write: Option<PathBuf>,
+    },
 }
 
 /// Runs a benchmark.
-pub async fn run(command: BenchCommand, _config: &Config) -> anyhow::Result<()> {
+pub async fn run(command: BenchCommand, config: &Config) -> anyhow::Result<()> {
     match command {
         BenchCommand::Startup { runs, write } => startup(runs, write.as_deref()).await,
         BenchCommand::Feed(bench) => crate::bench_feed::run(bench).await,
+        BenchCommand::Push { events, rate, workers, write } => {
+            // PostgreSQL when DATABASE_URL names one (a scratch schema is
+            // made and dropped); SQLite in a temporary folder otherwise.
+            let database_url = config.database_url.clone().filter(|u| u.starts_with("postgres"));
+            let bench = crate::bench_push::PushBench { events, rate, database_url, workers };
+            crate::bench_push::main(bench, write.as_deref()).await
+        }
     }
 }
 

@@ -12,6 +12,8 @@ use crate::config::{AdminCommand, Cli, Command};
 
 /// Entry point of the binary.
 pub fn main() -> ExitCode {
+    // TLS for every HTTP client this process builds (push services, benches).
+    palaver_push::providers::install_crypto_provider();
     let cli = match Cli::load() {
         Ok(cli) => cli,
         Err(e) => {

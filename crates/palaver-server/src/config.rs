@@ -227,6 +227,127 @@ pub struct Config {
     #[arg(long, env = "PALAVER_SHUTDOWN_GRACE", default_value = "10s", value_parser = parse_duration, global = true, help_heading = "HTTP")]
     pub shutdown_grace: Duration,
 
+    /// Events with the same key within this window merge into one notification ("Ana and 3 others liked your moment").
+    #[arg(long, env = "PALAVER_NOTIFICATION_AGGREGATION_WINDOW", default_value = "1h", value_parser = parse_duration, global = true, help_heading = "Notifications")]
+    pub notification_aggregation_window: Duration,
+
+    /// Pushes during a user's quiet hours: drop (the in-app notification stays) or defer (pushed when they end).
+    #[arg(long, env = "PALAVER_QUIET_HOURS_MODE", default_value = "drop", value_parser = parse_quiet_mode, global = true, help_heading = "Notifications")]
+    pub quiet_hours_mode: palaver_push::QuietHoursMode,
+
+    /// Push outbox workers on this node (PostgreSQL; SQLite always runs one).
+    #[arg(long, env = "PALAVER_PUSH_WORKERS", default_value = "2", value_parser = clap::value_parser!(u32).range(0..=64), global = true, help_heading = "Notifications")]
+    pub push_workers: u32,
+
+    /// Pushes claimed per outbox batch.
+    #[arg(long, env = "PALAVER_PUSH_BATCH_SIZE", default_value = "100", value_parser = clap::value_parser!(u32).range(1..=1000), global = true, help_heading = "Notifications")]
+    pub push_batch_size: u32,
+
+    /// Push requests in flight per worker.
+    #[arg(long, env = "PALAVER_PUSH_CONCURRENCY", default_value = "32", value_parser = clap::value_parser!(u32).range(1..=1000), global = true, help_heading = "Notifications")]
+    pub push_concurrency: u32,
+
+    /// How often an idle worker looks for due pushes (workers are also woken when this node queues one).
+    #[arg(long, env = "PALAVER_PUSH_POLL_INTERVAL", default_value = "1s", value_parser = parse_duration, global = true, help_heading = "Notifications")]
+    pub push_poll_interval: Duration,
+
+    /// How long a worker holds claimed pushes; a crashed worker's pushes are retried after it.
+    #[arg(long, env = "PALAVER_PUSH_LEASE", default_value = "60s", value_parser = parse_duration, global = true, help_heading = "Notifications")]
+    pub push_lease: Duration,
+
+    /// First retry delay of a failed push; doubles per attempt (with jitter).
+    #[arg(long, env = "PALAVER_PUSH_RETRY_BASE", default_value = "2s", value_parser = parse_duration, global = true, help_heading = "Notifications")]
+    pub push_retry_base: Duration,
+
+    /// Longest retry delay.
+    #[arg(long, env = "PALAVER_PUSH_RETRY_MAX", default_value = "10m", value_parser = parse_duration, global = true, help_heading = "Notifications")]
+    pub push_retry_max: Duration,
+
+    /// A push not sent within this time is dropped (also its TTL at the push service).
+    #[arg(long, env = "PALAVER_PUSH_MAX_AGE", default_value = "1d", value_parser = parse_duration, global = true, help_heading = "Notifications")]
+    pub push_max_age: Duration,
+
+    /// Timeout of one request to a push service.
+    #[arg(long, env = "PALAVER_PUSH_REQUEST_TIMEOUT", default_value = "10s", value_parser = parse_duration, global = true, help_heading = "Notifications")]
+    pub push_request_timeout: Duration,
+
+    /// Most push tokens per user; registering more drops the least recently registered.
+    #[arg(long, env = "PALAVER_PUSH_MAX_TOKENS_PER_USER", default_value = "20", value_parser = clap::value_parser!(u32).range(1..=1000), global = true, help_heading = "Notifications")]
+    pub push_max_tokens_per_user: u32,
+
+    /// FCM service account key (JSON file); unset: Android push disabled.
+    #[arg(long, env = "PALAVER_FCM_SERVICE_ACCOUNT_FILE", global = true, help_heading = "Notifications")]
+    pub fcm_service_account_file: Option<PathBuf>,
+
+    /// Firebase project id (default: the key file's project_id).
+    #[arg(long, env = "PALAVER_FCM_PROJECT_ID", global = true, help_heading = "Notifications")]
+    pub fcm_project_id: Option<String>,
+
+    /// FCM API base URL.
+    #[arg(
+        long,
+        env = "PALAVER_FCM_BASE_URL",
+        default_value = "https://fcm.googleapis.com",
+        global = true,
+        help_heading = "Notifications"
+    )]
+    pub fcm_base_url: String,
+
+    /// OAuth2 token endpoint (default: the key file's token_uri).
+    #[arg(long, env = "PALAVER_FCM_TOKEN_URL", global = true, help_heading = "Notifications")]
+    pub fcm_token_url: Option<String>,
+
+    /// APNs auth key (.p8 file); unset: iOS push disabled.
+    #[arg(long, env = "PALAVER_APNS_KEY_FILE", global = true, help_heading = "Notifications")]
+    pub apns_key_file: Option<PathBuf>,
+
+    /// APNs key id (10 characters).
+    #[arg(long, env = "PALAVER_APNS_KEY_ID", global = true, help_heading = "Notifications")]
+    pub apns_key_id: Option<String>,
+
+    /// Apple developer team id.
+    #[arg(long, env = "PALAVER_APNS_TEAM_ID", global = true, help_heading = "Notifications")]
+    pub apns_team_id: Option<String>,
+
+    /// The app's bundle id (apns-topic).
+    #[arg(long, env = "PALAVER_APNS_TOPIC", global = true, help_heading = "Notifications")]
+    pub apns_topic: Option<String>,
+
+    /// APNs environment: production or sandbox.
+    #[arg(long, env = "PALAVER_APNS_ENVIRONMENT", default_value = "production", value_parser = ["production", "sandbox"], global = true, help_heading = "Notifications")]
+    pub apns_environment: String,
+
+    /// APNs base URL (overrides the environment's).
+    #[arg(long, env = "PALAVER_APNS_BASE_URL", global = true, help_heading = "Notifications")]
+    pub apns_base_url: Option<String>,
+
+    /// VAPID private key for Web Push (base64url or PEM); unset: Web Push disabled.
+    #[arg(long, env = "PALAVER_VAPID_PRIVATE_KEY", hide_env_values = true, value_parser = parse_secret, global = true, help_heading = "Notifications")]
+    pub vapid_private_key: Option<SecretString>,
+
+    /// File holding the VAPID private key (instead of PALAVER_VAPID_PRIVATE_KEY).
+    #[arg(long, env = "PALAVER_VAPID_PRIVATE_KEY_FILE", global = true, help_heading = "Notifications")]
+    pub vapid_private_key_file: Option<PathBuf>,
+
+    /// Contact for push services, mailto: or https: (required with a VAPID key).
+    #[arg(long, env = "PALAVER_VAPID_SUBJECT", global = true, help_heading = "Notifications")]
+    pub vapid_subject: Option<String>,
+
+    /// Web Push services the server will send to, comma-separated hosts (subdomains included).
+    #[arg(
+        long,
+        env = "PALAVER_WEBPUSH_ALLOWED_HOSTS",
+        value_delimiter = ',',
+        default_value = "fcm.googleapis.com,android.googleapis.com,push.services.mozilla.com,notify.windows.com,push.apple.com",
+        global = true,
+        help_heading = "Notifications"
+    )]
+    pub webpush_allowed_hosts: Vec<String>,
+
+    /// Accept http:// Web Push endpoints (local testing only).
+    #[arg(long, env = "PALAVER_WEBPUSH_ALLOW_HTTP", default_value = "false", action = clap::ArgAction::Set, global = true, help_heading = "Notifications")]
+    pub webpush_allow_http: bool,
+
     /// Log filter, such as info or palaver=debug,sqlx=warn.
     #[arg(long, env = "PALAVER_LOG", default_value = "info", global = true, help_heading = "Logging")]
     pub log: String,
@@ -245,6 +366,10 @@ pub struct Config {
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
     humantime::parse_duration(s).map_err(|e| format!("{e} (use units such as 30s, 15m, 12h, 30d)"))
+}
+
+fn parse_quiet_mode(s: &str) -> Result<palaver_push::QuietHoursMode, String> {
+    s.parse()
 }
 
 fn parse_secret(s: &str) -> Result<SecretString, String> {
@@ -416,6 +541,60 @@ impl Config {
         if self.request_timeout.is_zero() {
             return Err(ConfigError::new("PALAVER_REQUEST_TIMEOUT", "request-timeout", "must be above zero"));
         }
+        let apns = [
+            ("PALAVER_APNS_KEY_ID", "apns-key-id", self.apns_key_id.is_some()),
+            ("PALAVER_APNS_TEAM_ID", "apns-team-id", self.apns_team_id.is_some()),
+            ("PALAVER_APNS_TOPIC", "apns-topic", self.apns_topic.is_some()),
+        ];
+        if self.apns_key_file.is_some()
+            && let Some((env, flag, _)) = apns.iter().find(|(_, _, set)| !set)
+        {
+            return Err(ConfigError::new(env, flag, "is required with PALAVER_APNS_KEY_FILE"));
+        }
+        if self.vapid_private_key.is_some() && self.vapid_private_key_file.is_some() {
+            return Err(ConfigError::new(
+                "PALAVER_VAPID_PRIVATE_KEY_FILE",
+                "vapid-private-key-file",
+                "cannot be set together with PALAVER_VAPID_PRIVATE_KEY",
+            ));
+        }
+        if self.vapid_private_key.is_some() || self.vapid_private_key_file.is_some() {
+            match &self.vapid_subject {
+                Some(s) if s.starts_with("mailto:") || s.starts_with("https://") => {}
+                _ => {
+                    return Err(ConfigError::new(
+                        "PALAVER_VAPID_SUBJECT",
+                        "vapid-subject",
+                        "must be a mailto: or https:// contact when a VAPID key is set",
+                    ));
+                }
+            }
+        }
+        for (env, flag, url) in [
+            ("PALAVER_FCM_BASE_URL", "fcm-base-url", Some(&self.fcm_base_url)),
+            ("PALAVER_FCM_TOKEN_URL", "fcm-token-url", self.fcm_token_url.as_ref()),
+            ("PALAVER_APNS_BASE_URL", "apns-base-url", self.apns_base_url.as_ref()),
+        ] {
+            if let Some(url) = url
+                && !(url.starts_with("https://") || url.starts_with("http://"))
+            {
+                return Err(ConfigError::new(env, flag, "must be an http(s) URL"));
+            }
+        }
+        if self.push_lease <= self.push_request_timeout {
+            return Err(ConfigError::new(
+                "PALAVER_PUSH_LEASE",
+                "push-lease",
+                "must be longer than PALAVER_PUSH_REQUEST_TIMEOUT, or a slow push could be sent twice",
+            ));
+        }
+        if self.push_retry_base.is_zero() || self.push_retry_max < self.push_retry_base {
+            return Err(ConfigError::new(
+                "PALAVER_PUSH_RETRY_MAX",
+                "push-retry-max",
+                "must be at least PALAVER_PUSH_RETRY_BASE, which must be above zero",
+            ));
+        }
         for origin in &self.cors_origins {
             if origin != "*" && origin.parse::<axum::http::HeaderValue>().is_err() {
                 return Err(ConfigError::new(
@@ -474,6 +653,55 @@ mod tests {
         assert!(err.to_string().contains("PALAVER_JWT_SECRET"), "{err}");
         c.jwt_secret = Some(SecretString::from("short".to_owned()));
         assert!(c.validate().unwrap_err().to_string().contains("at least 32 bytes"));
+    }
+
+    #[test]
+    fn push_settings_are_checked_together() {
+        let mut c = Config::defaults();
+        c.apns_key_file = Some(PathBuf::from("/nonexistent/key.p8"));
+        c.apns_key_id = Some("KEY1234567".into());
+        let err = c.validate().unwrap_err().to_string();
+        assert!(err.contains("PALAVER_APNS_TEAM_ID"), "{err}");
+
+        let mut c = Config::defaults();
+        c.vapid_private_key = Some(SecretString::from("RS0WdYWWo1HajXg3NZR1olzCf31i-ZBGDkFyCs7j1jw".to_owned()));
+        assert!(c.validate().unwrap_err().to_string().contains("PALAVER_VAPID_SUBJECT"));
+        c.vapid_subject = Some("mailto:ops@palaver.example".into());
+        assert!(c.validate().is_ok());
+
+        let mut c = Config::defaults();
+        c.push_lease = Duration::from_secs(5);
+        assert!(c.validate().unwrap_err().to_string().contains("PALAVER_PUSH_LEASE"));
+        let mut c = Config::defaults();
+        c.fcm_base_url = "fcm.googleapis.com".into();
+        assert!(c.validate().unwrap_err().to_string().contains("PALAVER_FCM_BASE_URL"));
+    }
+
+    #[test]
+    fn unreadable_push_credentials_stop_start_up_naming_the_setting() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut c = Config::defaults();
+        c.fcm_service_account_file = Some(dir.path().join("missing.json"));
+        let err = format!("{:#}", crate::push::PushSetup::from_config(&c, true).unwrap_err());
+        assert!(err.contains("PALAVER_FCM_SERVICE_ACCOUNT_FILE"), "{err}");
+
+        let file = dir.path().join("sa.json");
+        std::fs::write(&file, r#"{"client_email": "x@y", "private_key": "not a key", "project_id": "p"}"#).unwrap();
+        c.fcm_service_account_file = Some(file);
+        let err = format!("{:#}", crate::push::PushSetup::from_config(&c, true).unwrap_err());
+        assert!(err.contains("PALAVER_FCM_SERVICE_ACCOUNT_FILE") && err.contains("RSA"), "{err}");
+
+        let mut c = Config::defaults();
+        c.vapid_private_key = Some(SecretString::from("not-a-key".to_owned()));
+        c.vapid_subject = Some("mailto:x@y.z".into());
+        let err = format!("{:#}", crate::push::PushSetup::from_config(&c, true).unwrap_err());
+        assert!(err.contains("PALAVER_VAPID_PRIVATE_KEY"), "{err}");
+
+        // Nothing configured: every provider off, and SQLite runs one worker.
+        let setup = crate::push::PushSetup::from_config(&Config::defaults(), true).unwrap();
+        assert!(setup.providers.fcm.is_none() && setup.providers.apns.is_none() && setup.providers.web.is_none());
+        assert_eq!(setup.workers, 1);
+        assert_eq!(crate::push::PushSetup::from_config(&Config::defaults(), false).unwrap().workers, 2);
     }
 
     #[test]

@@ -9,12 +9,14 @@
 pub mod app;
 pub mod bench;
 pub mod bench_feed;
+pub mod bench_push;
 pub mod cli;
 pub mod config;
 pub mod error;
 pub mod extract;
 pub mod http;
 pub mod observability;
+pub mod push;
 pub mod secrets;
 
 pub use app::{App, AppState, router, serve};

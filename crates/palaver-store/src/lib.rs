@@ -19,6 +19,7 @@ pub mod testing;
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use palaver_core::notification::{Notification, PushToken};
 use palaver_core::social::{Comment, Moment, Report, ReportStatus};
 use palaver_core::time::Timestamp;
 use palaver_core::user::{ProfilePatch, Role, User};
@@ -27,8 +28,9 @@ use palaver_core::{Id, UserId};
 pub use error::StoreError;
 pub use model::{
     CommentAccess, FeedKind, LikeOp, LikeOutcome, Media, ModerationLogEntry, MomentAccess, NewComment, NewMedia,
-    NewMoment, NewRefreshToken, NewReport, NewUserRecord, PageRequest, Profile, RelationOp, ReportReview,
-    RotateOutcome, SessionState, UserSummary,
+    NewMoment, NewNotification, NewPushToken, NewRefreshToken, NewReport, NewUserRecord, OutboxItem, PageRequest,
+    Profile, PushPayload, PushPlan, PushResult, RecordedNotification, RelationOp, RenderInput, Rendered, Renderer,
+    ReportReview, Retracted, RotateOutcome, SessionState, UserSummary,
 };
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
@@ -84,7 +86,16 @@ pub async fn connect(options: &ConnectOptions) -> Result<Arc<dyn Store>> {
 /// Everything durable, behind one handle. Services hold an `Arc<dyn Store>`.
 #[async_trait]
 pub trait Store:
-    UserStore + AuthStore + MediaStore + MomentStore + RelationStore + ModerationStore + Send + Sync + 'static
+    UserStore
+    + AuthStore
+    + MediaStore
+    + MomentStore
+    + RelationStore
+    + ModerationStore
+    + NotificationStore
+    + Send
+    + Sync
+    + 'static
 {
     /// Which database this is.
     fn backend(&self) -> Backend;
@@ -290,4 +301,83 @@ pub trait ModerationStore: Send + Sync {
     ) -> Result<()>;
     /// The audit log, newest first (cursor: an entry id).
     async fn moderation_log(&self, page: PageRequest) -> Result<Vec<ModerationLogEntry>>;
+}
+
+/// Notifications, preferences, push tokens and the push outbox.
+#[async_trait]
+pub trait NotificationStore: Send + Sync {
+    /// Records a notification in one transaction: closes aggregates older
+    /// than the window, creates the notification or merges the event into
+    /// the open aggregate with the same key (counting the actor once),
+    /// renders its text with `render`, and queues one push per active token
+    /// of the user, replacing pending pushes with the same collapse key.
+    async fn record_notification(&self, new: &NewNotification, render: &Renderer) -> Result<RecordedNotification>;
+    /// Takes an actor back out of the newest unread notification with this
+    /// key that stands for them (an unlike): re-rendered, or deleted with
+    /// its pending pushes when no actor remains.
+    async fn retract_notification(
+        &self,
+        user_id: UserId,
+        aggregation_key: &str,
+        actor_id: UserId,
+        render: &Renderer,
+        now: Timestamp,
+    ) -> Result<Retracted>;
+    /// A page of a user's notifications, newest first, ids below `before`.
+    async fn list_notifications(
+        &self,
+        user_id: UserId,
+        unread_only: bool,
+        before: Option<Id>,
+        limit: u32,
+    ) -> Result<Vec<Notification>>;
+    /// How many unread notifications the user has.
+    async fn unread_notification_count(&self, user_id: UserId) -> Result<i64>;
+    /// Marks one of the user's notifications read (it stops aggregating);
+    /// `None` when the user has no such notification.
+    async fn mark_notification_read(&self, user_id: UserId, id: Id, now: Timestamp) -> Result<Option<Notification>>;
+    /// Marks every unread notification (with id up to `up_to`, if given)
+    /// read; returns how many changed.
+    async fn mark_all_notifications_read(&self, user_id: UserId, up_to: Option<Id>, now: Timestamp) -> Result<u64>;
+    /// The user's stored preferences document, if they saved one.
+    async fn notification_preferences(&self, user_id: UserId) -> Result<Option<serde_json::Value>>;
+    /// Replaces the user's preferences document.
+    async fn set_notification_preferences(
+        &self,
+        user_id: UserId,
+        preferences: &serde_json::Value,
+        now: Timestamp,
+    ) -> Result<()>;
+    /// Registers a token for a user. A token belongs to one user: one
+    /// registered by someone else moves (and its queued pushes for the
+    /// previous owner are dropped). A user keeps at most `max_per_user`
+    /// tokens; the least recently registered go first.
+    async fn register_push_token(
+        &self,
+        user_id: UserId,
+        token: &NewPushToken,
+        max_per_user: u32,
+        now: Timestamp,
+    ) -> Result<PushToken>;
+    /// Removes a user's token; false when the user has no such token.
+    async fn delete_push_token(&self, user_id: UserId, token: &str) -> Result<bool>;
+    /// A user's active tokens.
+    async fn push_tokens(&self, user_id: UserId) -> Result<Vec<PushToken>>;
+    /// Claims up to `limit` due pushes for `claim_id` (unique per call) until
+    /// `lease_until`.
+    /// Rows claimed by another live claim are skipped (`FOR UPDATE SKIP
+    /// LOCKED` on PostgreSQL); rows whose lease ran out are claimed again.
+    async fn claim_pushes(
+        &self,
+        claim_id: &str,
+        now: Timestamp,
+        lease_until: Timestamp,
+        limit: u32,
+    ) -> Result<Vec<OutboxItem>>;
+    /// Records how claimed pushes ended, in one transaction. Rows no longer
+    /// held by `claim_id` are left alone. Returns how many tokens were
+    /// pruned.
+    async fn finish_pushes(&self, claim_id: &str, results: &[(OutboxItem, PushResult)]) -> Result<u64>;
+    /// How many pushes wait in the outbox (claimed or not).
+    async fn pending_push_count(&self) -> Result<i64>;
 }

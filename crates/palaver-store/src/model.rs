@@ -493,3 +493,309 @@ impl TryFrom<ReportRow> for palaver_core::social::Report {
         })
     }
 }
+
+/// How a notification's text is made from its current state. Called inside
+/// the transaction that changes the notification, so the text always matches
+/// the counts it states, even under concurrent events.
+pub type Renderer = dyn Fn(&RenderInput<'_>) -> Rendered + Send + Sync;
+
+/// What a [`Renderer`] sees.
+#[derive(Debug, Clone, Copy)]
+pub struct RenderInput<'a> {
+    /// What the notification is about.
+    pub notification_type: palaver_core::notification::NotificationType,
+    /// Display names of the most recent actors, newest first (at most two).
+    pub actor_names: &'a [String],
+    /// How many different actors the notification stands for.
+    pub actor_count: i64,
+    /// How many events were merged into it.
+    pub event_count: i64,
+    /// The notification's data (ids, message preview, call kind).
+    pub data: &'a serde_json::Value,
+}
+
+/// A notification's text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rendered {
+    /// The headline ("Ana and 3 others liked your moment").
+    pub title: String,
+    /// The detail line.
+    pub message: String,
+}
+
+/// A notification to record: a new one, or an event merged into an open
+/// aggregate with the same key.
+#[derive(Debug, Clone)]
+pub struct NewNotification {
+    /// The recipient.
+    pub user_id: UserId,
+    /// What it is about.
+    pub notification_type: palaver_core::notification::NotificationType,
+    /// Ids for navigation; replaces the aggregate's data on merge.
+    pub data: serde_json::Value,
+    /// Events with the same key merge into one unread notification opened
+    /// after `aggregate_since`; `None` never merges.
+    pub aggregation_key: Option<String>,
+    /// Who caused it, if anyone (counted once per aggregate).
+    pub actor_id: Option<UserId>,
+    /// Start of the aggregation window: older open aggregates are closed.
+    pub aggregate_since: Timestamp,
+    /// Store it in the user's notification list.
+    pub in_app: bool,
+    /// Push it to the user's devices.
+    pub push: Option<PushPlan>,
+    /// The time of the event.
+    pub now: Timestamp,
+}
+
+/// How to push a notification.
+#[derive(Debug, Clone)]
+pub struct PushPlan {
+    /// Pushes with the same key replace each other: pending ones in the
+    /// outbox, shown ones on the device.
+    pub collapse_key: Option<String>,
+    /// Wake the device now (calls, messages) rather than when convenient.
+    pub high_priority: bool,
+    /// How long the push service should keep trying to reach the device.
+    pub ttl_secs: u32,
+    /// Not before this time (quiet hours deferral).
+    pub not_before: Timestamp,
+    /// Dropped if not sent by then.
+    pub expires_at: Timestamp,
+}
+
+/// What is sent to a device, stored in the outbox as JSON.
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
+pub struct PushPayload {
+    /// The in-app notification, when there is one.
+    pub notification_id: Option<palaver_core::Id>,
+    /// What it is about.
+    pub notification_type: palaver_core::notification::NotificationType,
+    /// Headline.
+    pub title: String,
+    /// Detail line.
+    pub body: String,
+    /// Ids for navigation.
+    pub data: serde_json::Value,
+    /// The unread count to show on the app icon.
+    pub badge: Option<i64>,
+    /// Deliver immediately, waking the device.
+    pub high_priority: bool,
+    /// Seconds the push service may hold it for an offline device.
+    pub ttl_secs: u32,
+    /// When the event happened (event-to-push latency is measured from it).
+    pub event_at: Timestamp,
+}
+
+/// What recording a notification did.
+#[derive(Debug, Clone)]
+pub struct RecordedNotification {
+    /// The notification as stored (`None` when it was push-only).
+    pub notification: Option<palaver_core::notification::Notification>,
+    /// A new notification (rather than an update of an aggregate).
+    pub created: bool,
+    /// The user's unread count afterwards.
+    pub unread_count: i64,
+    /// Pushes queued in the outbox.
+    pub pushes_queued: u64,
+}
+
+/// What taking back an event (an unlike) did.
+#[derive(Debug, Clone)]
+pub enum Retracted {
+    /// No unread notification stood for that actor: nothing changed.
+    Unchanged,
+    /// The notification now stands for fewer actors.
+    Updated {
+        /// The notification as it is now.
+        notification: palaver_core::notification::Notification,
+        /// The user's unread count.
+        unread_count: i64,
+    },
+    /// The actor was the only one: the notification is gone.
+    Deleted {
+        /// The removed notification.
+        id: palaver_core::Id,
+        /// The user's unread count.
+        unread_count: i64,
+    },
+}
+
+/// A push token to register.
+#[derive(Debug, Clone)]
+pub struct NewPushToken {
+    /// The device token or web subscription identity.
+    pub token: String,
+    /// Which push service.
+    pub device_type: palaver_core::notification::DeviceType,
+    /// For the web: the subscription.
+    pub web_push: Option<palaver_core::notification::WebPushSubscription>,
+}
+
+/// A push claimed by a worker, with everything needed to send it.
+#[derive(Debug, Clone)]
+pub struct OutboxItem {
+    /// The outbox row.
+    pub id: palaver_core::Id,
+    /// The token row.
+    pub push_token_id: palaver_core::Id,
+    /// The device token.
+    pub token: String,
+    /// Which push service.
+    pub device_type: palaver_core::notification::DeviceType,
+    /// For the web: the subscription.
+    pub web_push: Option<palaver_core::notification::WebPushSubscription>,
+    /// What to send; `None` when the stored JSON cannot be read (dropped).
+    pub payload: Option<PushPayload>,
+    /// Pushes with the same key replace each other.
+    pub collapse_key: Option<String>,
+    /// Attempts so far, this one included.
+    pub attempts: i64,
+    /// When it was queued.
+    pub created_at: Timestamp,
+    /// When it stops being worth sending.
+    pub expires_at: Option<Timestamp>,
+}
+
+/// How one claimed push ended, for [`crate::NotificationStore::finish_pushes`].
+#[derive(Debug, Clone)]
+pub enum PushResult {
+    /// The push service accepted it: the row goes, the notification is sent.
+    Delivered,
+    /// Try again at this time.
+    Retry {
+        /// When.
+        at: Timestamp,
+        /// Why it failed (for operators; never a token).
+        error: String,
+    },
+    /// Give up on this push (expired, rejected for good).
+    Drop {
+        /// Why.
+        error: String,
+    },
+    /// The token is dead (unregistered): delete it and everything queued
+    /// for it.
+    PruneToken,
+}
+
+/// A `notifications` row as read.
+#[derive(sqlx::FromRow)]
+pub(crate) struct NotificationRow {
+    pub id: i64,
+    pub user_id: i64,
+    pub notification_type: String,
+    pub title: String,
+    pub message: String,
+    pub data: Json<serde_json::Value>,
+    pub actor_count: i64,
+    pub event_count: i64,
+    pub is_read: bool,
+    pub is_sent: bool,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+    pub read_at: Option<Timestamp>,
+}
+
+impl TryFrom<NotificationRow> for palaver_core::notification::Notification {
+    type Error = StoreError;
+
+    fn try_from(row: NotificationRow) -> Result<Self, StoreError> {
+        Ok(Self {
+            id: row.id,
+            user_id: row.user_id,
+            notification_type: row.notification_type.parse().map_err(StoreError::Corrupt)?,
+            title: row.title,
+            message: row.message,
+            data: row.data.0,
+            actor_count: row.actor_count,
+            event_count: row.event_count,
+            is_read: row.is_read,
+            is_sent: row.is_sent,
+            created_at: row.created_at,
+            updated_at: row.updated_at,
+            read_at: row.read_at,
+        })
+    }
+}
+
+/// A `push_tokens` row as read.
+#[derive(sqlx::FromRow)]
+pub(crate) struct PushTokenRow {
+    pub id: i64,
+    pub user_id: i64,
+    pub token: String,
+    pub device_type: String,
+    pub web_endpoint: Option<String>,
+    pub web_p256dh: Option<String>,
+    pub web_auth: Option<String>,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+}
+
+/// The web subscription stored in a token row's columns, when complete.
+pub(crate) fn web_subscription(
+    endpoint: Option<String>,
+    p256dh: Option<String>,
+    auth: Option<String>,
+) -> Option<palaver_core::notification::WebPushSubscription> {
+    match (endpoint, p256dh, auth) {
+        (Some(endpoint), Some(p256dh), Some(auth)) => Some(palaver_core::notification::WebPushSubscription {
+            endpoint,
+            keys: palaver_core::notification::WebPushKeys { p256dh, auth },
+        }),
+        _ => None,
+    }
+}
+
+impl TryFrom<PushTokenRow> for palaver_core::notification::PushToken {
+    type Error = StoreError;
+
+    fn try_from(row: PushTokenRow) -> Result<Self, StoreError> {
+        Ok(Self {
+            id: row.id,
+            user_id: row.user_id,
+            token: row.token,
+            device_type: row.device_type.parse().map_err(StoreError::Corrupt)?,
+            web_push: web_subscription(row.web_endpoint, row.web_p256dh, row.web_auth),
+            created_at: row.created_at,
+            updated_at: row.updated_at,
+        })
+    }
+}
+
+/// A claimed `push_outbox` row joined with its token.
+#[derive(sqlx::FromRow)]
+pub(crate) struct OutboxRow {
+    pub id: i64,
+    pub push_token_id: i64,
+    pub token: String,
+    pub device_type: String,
+    pub web_endpoint: Option<String>,
+    pub web_p256dh: Option<String>,
+    pub web_auth: Option<String>,
+    pub payload: Json<serde_json::Value>,
+    pub collapse_key: Option<String>,
+    pub attempts: i64,
+    pub created_at: Timestamp,
+    pub expires_at: Option<Timestamp>,
+}
+
+impl TryFrom<OutboxRow> for OutboxItem {
+    type Error = StoreError;
+
+    fn try_from(row: OutboxRow) -> Result<Self, StoreError> {
+        Ok(Self {
+            id: row.id,
+            push_token_id: row.push_token_id,
+            token: row.token,
+            device_type: row.device_type.parse().map_err(StoreError::Corrupt)?,
+            web_push: web_subscription(row.web_endpoint, row.web_p256dh, row.web_auth),
+            payload: serde_json::from_value(row.payload.0).ok(),
+            collapse_key: row.collapse_key,
+            attempts: row.attempts,
+            created_at: row.created_at,
+            expires_at: row.expires_at,
+        })
+    }
+}

@@ -4,6 +4,7 @@
 pub mod auth;
 pub mod moderation;
 pub mod moments;
+pub mod notifications;
 pub mod ops;
 pub mod relations;
 pub mod users;
@@ -29,6 +30,7 @@ use crate::app::AppState;
         (name = "users", description = "Profiles, follows and blocks"),
         (name = "moments", description = "Moments, feeds, likes, comments and shares"),
         (name = "moderation", description = "Reports and the moderation queue"),
+        (name = "notifications", description = "Notifications, preferences and push devices"),
         (name = "ops", description = "Health, readiness, metrics")
     )
 )]
@@ -54,6 +56,7 @@ pub fn api_v1() -> OpenApiRouter<AppState> {
         .merge(relations::routes())
         .merge(moments::routes())
         .merge(moderation::routes())
+        .merge(notifications::routes())
 }
 
 /// The whole documented API: `/api/v1/...` plus the operational endpoints.

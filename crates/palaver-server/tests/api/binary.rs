@@ -42,6 +42,7 @@ async fn start(mut cmd: Command, port: u16) -> Child {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
+    palaver_push::providers::install_crypto_provider();
     let client = reqwest::Client::new();
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
@@ -187,6 +188,7 @@ async fn migrate_and_admin_create_user() {
 
     let port = free_port();
     let child = start(palaver(dir.path()), port).await;
+    palaver_push::providers::install_crypto_provider();
     let login: Value = reqwest::Client::new()
         .post(format!("http://127.0.0.1:{port}/api/v1/auth/login"))
         .json(&json!({"email": "root@example.org", "password": "admin-password-123"}))
@@ -211,6 +213,7 @@ async fn logs_never_contain_passwords_or_tokens() {
     cmd.env("PALAVER_LOG", "trace");
     let child = start(cmd, port).await;
     let base = format!("http://127.0.0.1:{port}/api/v1");
+    palaver_push::providers::install_crypto_provider();
     let client = reqwest::Client::new();
     let password = "Sup3r-Secret-Passw0rd";
     let reg: Value = client

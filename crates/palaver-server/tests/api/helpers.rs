@@ -4,9 +4,9 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use palaver_server::{App, Config};
-use palaver_store::Store;
+use palaver_server::{App, AppState, Config};
 use palaver_store::testing::{self, TestDb};
+use palaver_store::{ConnectOptions, Store};
 use reqwest::{Method, StatusCode};
 use secrecy::SecretString;
 use serde_json::{Value, json};
@@ -61,6 +61,10 @@ pub struct TestApp {
     pub client: reqwest::Client,
     pub store: Arc<dyn Store>,
     pub config: Arc<Config>,
+    /// The running app's state (event bus, notifications service).
+    pub state: AppState,
+    /// Opens the test database again (a second node, a restart).
+    pub db_options: ConnectOptions,
     inner: Arc<Inner>,
 }
 
@@ -88,6 +92,12 @@ pub fn test_config(data_dir: &std::path::Path) -> Config {
     }
     config.rate_reports = "1000/1m".parse().unwrap();
     config.shutdown_grace = Duration::from_secs(2);
+    // Push retries and polls on a test's time scale.
+    config.push_poll_interval = Duration::from_millis(50);
+    config.push_retry_base = Duration::from_millis(50);
+    config.push_retry_max = Duration::from_millis(200);
+    config.push_request_timeout = Duration::from_secs(3);
+    config.push_lease = Duration::from_secs(5);
     config
 }
 
@@ -116,24 +126,31 @@ pub async fn spawn_app_with(backend: Backend, tweak: impl FnOnce(&mut Config)) -
     config.database_url = Some(db.options.url.clone());
     tweak(&mut config);
     let store = db.store.clone();
+    Some(start(config, store, db, data_dir).await)
+}
+
+async fn start(config: Config, store: Arc<dyn Store>, db: TestDb, data_dir: tempfile::TempDir) -> TestApp {
     let app = App::with_store(&config, store.clone()).await.unwrap();
+    let state = app.state.clone();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let shutdown = CancellationToken::new();
     let stop = shutdown.clone();
     let server = tokio::spawn(palaver_server::serve(listener, app, async move { stop.cancelled().await }));
-    Some(TestApp {
+    TestApp {
         addr,
         client: reqwest::Client::builder().timeout(Duration::from_secs(30)).build().unwrap(),
         store,
         config: Arc::new(config),
+        state,
+        db_options: db.options.clone(),
         inner: Arc::new(Inner {
             shutdown,
             server: tokio::sync::Mutex::new(Some(server)),
             db: tokio::sync::Mutex::new(Some(db)),
             _data_dir: data_dir,
         }),
-    })
+    }
 }
 
 /// The Redis URL tests may use, if any.
@@ -144,6 +161,7 @@ pub fn redis_url() -> Option<String> {
 /// Installs, once per test binary, the tracing subscriber: the SQL
 /// statement counter (always) and, when `TEST_LOG` is set, log output.
 fn init_test_logging() {
+    palaver_push::providers::install_crypto_provider();
     use tracing_subscriber::Layer as _;
     use tracing_subscriber::layer::SubscriberExt as _;
     use tracing_subscriber::util::SubscriberInitExt as _;
@@ -384,6 +402,21 @@ impl TestApp {
             access_token: body["access_token"].as_str().unwrap().to_owned(),
             refresh_token: body["refresh_token"].as_str().unwrap().to_owned(),
         }
+    }
+
+    /// Stops the server gracefully and starts a new one on the same
+    /// database, as a restart of the process would.
+    pub async fn restart(&self) -> TestApp {
+        self.inner.shutdown.cancel();
+        if let Some(server) = self.inner.server.lock().await.take() {
+            let _ = tokio::time::timeout(Duration::from_secs(10), server).await;
+        }
+        let db = self.inner.db.lock().await.take().expect("the app was stopped");
+        let store = palaver_store::connect(&db.options).await.unwrap();
+        let data_dir = tempfile::tempdir().unwrap();
+        let mut config = (*self.config).clone();
+        config.data_dir = data_dir.path().to_path_buf();
+        start(config, store, db, data_dir).await
     }
 
     /// Stops the server and drops the test database.

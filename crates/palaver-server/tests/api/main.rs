@@ -14,5 +14,6 @@ mod relations;
 mod auth;
 mod binary;
 mod errors;
+mod notifications;
 mod ops;
 mod users;

@@ -18,6 +18,7 @@ pub(crate) mod auth;
 pub(crate) mod media;
 pub(crate) mod moderation;
 pub(crate) mod moments;
+pub(crate) mod notifications;
 pub(crate) mod relations;
 pub(crate) mod users;
 
@@ -41,6 +42,7 @@ macro_rules! impl_all_stores {
         $crate::sql::moments::impl_moment_store!($store);
         $crate::sql::relations::impl_relation_store!($store);
         $crate::sql::moderation::impl_moderation_store!($store);
+        $crate::sql::notifications::impl_notification_store!($store);
     };
 }
 pub(crate) use impl_all_stores;
