@@ -6,12 +6,15 @@
 //! real-time hub and the HTTP layer all depend on it; it must never depend on
 //! them, so the rules here can be tested and reused without a database.
 
+pub mod call;
+pub mod chat;
 pub mod error;
 pub mod notification;
 pub mod social;
 pub mod time;
 pub mod user;
 pub mod validate;
+pub mod voice;
 
 pub use error::{Error, FieldErrors, Result};
 

@@ -85,19 +85,32 @@ pub struct AuthorSummary {
     pub avatar: Option<String>,
 }
 
-/// A media item attached to a moment.
+/// A media item attached to a moment (or a message), as one viewer gets it:
+/// with URLs signed for that viewer.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct MediaRef {
     /// The media id.
     pub id: Id,
     /// `image`, `audio`, `video` or `file`.
     pub kind: String,
-    /// MIME type.
+    /// MIME type, decided from the bytes.
     pub content_type: String,
-    /// Pixel width, for images and videos.
+    /// Size in bytes.
+    pub size: i64,
+    /// Pixel width, for images.
     pub width: Option<i32>,
-    /// Pixel height, for images and videos.
+    /// Pixel height, for images.
     pub height: Option<i32>,
+    /// Playing time of audio and video, when it could be read.
+    pub duration_ms: Option<i64>,
+    /// Signed, expiring URL of the bytes, valid for this viewer only
+    /// (relative to the API's origin).
+    pub url: String,
+    /// Signed URL of the thumbnail (images).
+    pub thumbnail_url: Option<String>,
+    /// Whether a thumbnail exists (the URL is signed per viewer).
+    #[serde(skip)]
+    pub has_thumbnail: bool,
 }
 
 /// A moment as one viewer sees it: with its author, counts, and the

@@ -347,7 +347,7 @@ impl NotificationService {
                         notification_type: NotificationType::Message,
                         data: json!({"kind": "message", "room_id": room_id, "message_id": message_id, "seq": seq,
                                      "sender_id": sender_id, "preview": preview}),
-                        key: Some(format!("message:room:{room_id}")),
+                        key: Some(palaver_core::chat::message_notification_key(room_id)),
                         actor: Some(sender_id),
                         high_priority: true,
                         ttl: None,

@@ -53,6 +53,10 @@ pub struct HttpSettings {
     pub rate_register: RateSpec,
     /// Refresh budget per address.
     pub rate_refresh: RateSpec,
+    /// Longest upload (`POST /api/v1/media` is exempt from `request_timeout`).
+    pub upload_timeout: Duration,
+    /// Largest upload body: the largest per-kind limit plus multipart framing.
+    pub max_upload_bytes: u64,
 }
 
 impl HttpSettings {
@@ -65,7 +69,18 @@ impl HttpSettings {
             rate_login: config.rate_login,
             rate_register: config.rate_register,
             rate_refresh: config.rate_refresh,
+            upload_timeout: config.media_upload_timeout,
+            max_upload_bytes: media_limits(config).max().saturating_add(crate::http::media::MULTIPART_SLACK),
         }
+    }
+}
+
+fn media_limits(config: &Config) -> palaver_media::SizeLimits {
+    palaver_media::SizeLimits {
+        image: config.media_max_image_bytes,
+        audio: config.media_max_audio_bytes,
+        video: config.media_max_video_bytes,
+        file: config.media_max_file_bytes,
     }
 }
 
@@ -88,6 +103,12 @@ pub struct AppState {
     pub notifications: Arc<palaver_push::NotificationService>,
     /// The push providers with credentials.
     pub push_providers: palaver_push::Providers,
+    /// Uploads, signed media URLs, clean-up and re-encryption of media.
+    pub media: Arc<palaver_media::MediaService>,
+    /// The real-time hub (WebSocket connections, presence, fan-out).
+    pub hub: palaver_realtime::Hub,
+    /// Calls, matching and ICE servers.
+    pub rtc: crate::rtc::Rtc,
 }
 
 impl FromRef<AppState> for Services {
@@ -105,9 +126,13 @@ pub struct App {
     /// The notification fan-out's subscription, taken when the app is built
     /// so no event published before [`serve`] starts it is missed.
     notification_events: Option<tokio::sync::broadcast::Receiver<palaver_service::DomainEvent>>,
+    /// The SFU's events (renegotiation offers, speaking), relayed by [`serve`].
+    sfu_events: Option<tokio::sync::mpsc::Receiver<palaver_sfu::SfuEvent>>,
     shutdown_grace: Duration,
     /// The in-process limiter, pruned in the background (None with Redis).
     memory_limiter: Option<Arc<MemoryRateLimiter>>,
+    /// How often unattached uploads are collected.
+    media_gc_interval: Duration,
 }
 
 impl std::fmt::Debug for App {
@@ -149,17 +174,23 @@ impl App {
             None => crate::secrets::load_or_generate(&config.data_dir, "jwt-secret")
                 .context("cannot create the development JWT secret in the data folder")?,
         };
-        let redis = match &config.redis_url {
+        let keyring = Arc::new(crate::keys::load_keyring(config)?);
+        let media_urls = {
+            use secrecy::ExposeSecret as _;
+            palaver_crypto::MediaUrls::new(jwt_secret.expose_secret().as_bytes(), config.media_url_ttl)
+        };
+        let redis_client = match &config.redis_url {
             Some(url) => {
                 let client = redis::Client::open(url.as_str()).context("invalid setting REDIS_URL")?;
                 let manager = tokio::time::timeout(Duration::from_secs(10), client.get_connection_manager())
                     .await
                     .context("Redis (REDIS_URL) did not answer within 10 s")?
                     .context("cannot connect to Redis (REDIS_URL)")?;
-                Some(manager)
+                Some((client, manager))
             }
             None => None,
         };
+        let redis = redis_client.as_ref().map(|(_, manager)| manager.clone());
         // Budgets are shared by every node through Redis when it is
         // configured, else kept in this process.
         let (rate_limiter, memory_limiter): (Arc<dyn RateLimiter>, _) = match &redis {
@@ -169,6 +200,11 @@ impl App {
                 (memory.clone(), Some(memory))
             }
         };
+        let node_id: Arc<str> = config
+            .node_id
+            .clone()
+            .unwrap_or_else(|| format!("node-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]))
+            .into();
         let settings = ServiceSettings {
             auth: palaver_service::AuthSettings {
                 jwt_secret,
@@ -188,27 +224,87 @@ impl App {
                 reports: config.rate_reports,
             },
             auto_hide_reports: config.auto_hide_reports,
+            media_urls: media_urls.clone(),
+            voice: palaver_service::VoiceSettings {
+                max_participants_ceiling: config.voice_max_participants,
+                idle_close: config.voice_idle_close,
+                heartbeat_timeout: config.voice_heartbeat_timeout,
+                sweep_interval: Duration::from_secs(1),
+                node_id: node_id.to_string(),
+                // Filled per user at join from the calls' ICE settings
+                // (STUN, and TURN with short-lived credentials).
+                ice_servers: Vec::new(),
+            },
+            chat_rates: palaver_service::ChatRates { messages: config.rate_messages, rooms: config.rate_chat_rooms },
+            body_codec: palaver_service::chat::BodyCodec::new(keyring.clone(), config.encrypt_at_rest),
         };
         let push = crate::push::PushSetup::from_config(config, store.backend() == palaver_store::Backend::Sqlite)?;
         let notifications = Arc::new(palaver_push::NotificationService::new(store.clone(), push.notifications.clone()));
-        let services = Services::new(store, settings, rate_limiter)?;
-        let node_id: Arc<str> = config
-            .node_id
-            .clone()
-            .unwrap_or_else(|| format!("node-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]))
-            .into();
+        let services = Services::new(store.clone(), settings, rate_limiter.clone())?;
+        let media_settings = palaver_media::MediaSettings {
+            limits: media_limits(config),
+            max_image_pixels: config.media_max_image_pixels,
+            thumbnail_size: config.media_thumbnail_size,
+            gc_after: config.media_gc_after,
+            idle_timeout: config.request_timeout,
+            rate_uploads: config.rate_uploads,
+            keyring,
+            encrypt: config.encrypt_at_rest,
+            urls: media_urls,
+        };
+        let storage =
+            palaver_media::Storage::from_setting(config.media_store.as_deref().unwrap_or_default(), &config.data_dir)
+                .context("invalid setting PALAVER_MEDIA_STORE")?;
+        let media = Arc::new(palaver_media::MediaService::new(store, storage, media_settings, rate_limiter));
+        let shutdown = CancellationToken::new();
+        // The media plane: this node's SFU, on its own thread and UDP port.
+        let sfu_config = palaver_sfu::SfuConfig {
+            bind: config.media_udp,
+            public_addr: config.media_public_addr,
+            ..palaver_sfu::SfuConfig::default()
+        };
+        let (sfu, sfu_events) = palaver_sfu::Sfu::start(sfu_config, shutdown.child_token())
+            .with_context(|| format!("cannot bind the media UDP socket {} (PALAVER_MEDIA_UDP)", config.media_udp))?;
+        services.voice.set_sfu(sfu);
+        let rtc = crate::rtc::Rtc::build(config, &services, redis.clone());
+        let hub = crate::ws::start_hub(
+            crate::ws::hub_config(config, &node_id),
+            &services,
+            redis_client.map(|(client, manager)| (client, manager, config.redis_prefix.clone())),
+            Some(rtc.matching.clone()),
+        )
+        .await?;
+        crate::ws::calls::register(&hub, &services, &rtc);
+        crate::ws::chat::register(&hub, services.chat.clone());
+        crate::ws::voice::register(&hub, &services);
+        hub.register_op(
+            "voice_legacy",
+            Arc::new(crate::ws::voice::LegacyVoiceOps { voice: services.voice.clone(), store: services.store.clone() }),
+        );
+        notifications.set_live_publisher(Arc::new(crate::ws::kinds::HubLive(hub.clone())));
         let state = AppState {
+            hub,
+            rtc,
             services,
             http: Arc::new(HttpSettings::from_config(config)),
             prometheus: observability::prometheus(),
             redis,
             node_id,
-            shutdown: CancellationToken::new(),
+            shutdown,
             notifications,
             push_providers: push.providers.clone(),
+            media,
         };
         let notification_events = Some(state.services.events.subscribe());
-        Ok(Self { state, push, notification_events, shutdown_grace: config.shutdown_grace, memory_limiter })
+        Ok(Self {
+            state,
+            push,
+            notification_events,
+            shutdown_grace: config.shutdown_grace,
+            memory_limiter,
+            media_gc_interval: config.media_gc_interval,
+            sfu_events: Some(sfu_events),
+        })
     }
 
     /// The axum application.
@@ -231,7 +327,8 @@ pub fn router(state: AppState) -> Router {
                 async move { ([(header::CONTENT_TYPE, "application/json")], spec.to_string()) }
             }),
         )
-        .fallback(not_found)
+        .merge(crate::ws::routes())
+        .fallback(crate::web::fallback)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state);
 
@@ -245,7 +342,10 @@ pub fn with_middleware(router: Router, http: &HttpSettings) -> Router {
     router
         // Per route (Router::layer wraps each route), so the matched route is known.
         .layer(middleware::from_fn(observability::track_requests))
-        .layer(middleware::from_fn_with_state(http.request_timeout, timeout))
+        .layer(middleware::from_fn_with_state(
+            Timeouts { request: http.request_timeout, upload: http.upload_timeout },
+            timeout,
+        ))
         .layer(DefaultBodyLimit::max(http.max_body_bytes))
         .layer(
             ServiceBuilder::new()
@@ -288,7 +388,19 @@ fn cors(origins: &[String]) -> Option<CorsLayer> {
     )
 }
 
-async fn timeout(State(limit): State<Duration>, request: Request, next: Next) -> Response {
+/// Request time limits: uploads stream large bodies and get their own.
+#[derive(Debug, Clone, Copy)]
+struct Timeouts {
+    request: Duration,
+    upload: Duration,
+}
+
+async fn timeout(State(limits): State<Timeouts>, request: Request, next: Next) -> Response {
+    let limit = if request.method() == Method::POST && request.uri().path() == crate::http::media::UPLOAD_PATH {
+        limits.upload
+    } else {
+        limits.request
+    };
     match tokio::time::timeout(limit, next.run(request)).await {
         Ok(response) => response,
         Err(_) => error_response(
@@ -298,10 +410,6 @@ async fn timeout(State(limit): State<Duration>, request: Request, next: Next) ->
             json!({}),
         ),
     }
-}
-
-async fn not_found(method: Method, uri: axum::http::Uri) -> Response {
-    error_response(StatusCode::NOT_FOUND, "not_found", format!("no route for {method} {}", uri.path()), json!({}))
 }
 
 async fn method_not_allowed(method: Method, uri: axum::http::Uri) -> Response {
@@ -337,14 +445,18 @@ pub async fn serve(
         trigger.cancel();
     });
     tokio::spawn(observability::upkeep(app.state.prometheus.clone(), token.clone()));
+    app.state.rtc.spawn_workers(&token);
     if let Some(limiter) = app.memory_limiter.clone() {
         tokio::spawn(prune_rate_limits(limiter, token.clone()));
     }
+    app.state.media.spawn_collector(app.media_gc_interval, token.clone());
     // Notifications: the fan-out (subscribed when the app was built) and
     // the outbox workers; both stop with the server.
     if let Some(events) = app.notification_events.take() {
         app.state.notifications.spawn_fanout(events, token.clone());
     }
+    // Voice rooms: the sweeper, media heartbeats and the SFU's events.
+    app.state.services.voice.spawn_workers(app.sfu_events.take(), token.clone());
     for _ in 0..app.push.workers {
         let worker = palaver_push::OutboxWorker::new(
             app.state.services.store.clone(),
@@ -366,6 +478,9 @@ pub async fn serve(
             tracing::warn!(grace = ?grace, "connections still open after the grace period; closing");
         }
     }
+    // WebSocket connections (not tracked by the HTTP server once
+    // upgraded) close now, with 1001; this node's users go offline.
+    app.state.hub.shutdown().await;
     app.state.services.store.close().await;
     tracing::info!("stopped");
     Ok(())

@@ -27,6 +27,20 @@ pub enum BenchCommand {
     /// Home-feed latency (page 1 and page 500) and like throughput over HTTP
     /// on a seeded social graph (100k users, 1M moments, ~100 follows each).
     Feed(crate::bench_feed::FeedBench),
+    /// Upload throughput and the server's peak memory during uploads of
+    /// growing size, with encryption at rest on and off.
+    Media(crate::bench_media::MediaBench),
+    /// The matchmaking queue: enqueue-to-match latency and operations per
+    /// second at 1,000 and 10,000 users, in memory and (with REDIS_URL) in
+    /// Redis.
+    Match {
+        /// Numbers of users, comma-separated.
+        #[arg(long, value_delimiter = ',', default_value = "1000,10000")]
+        users: Vec<usize>,
+        /// Markdown file whose match section is replaced with the results.
+        #[arg(long)]
+        write: Option<PathBuf>,
+    },
     /// Push outbox throughput and event-to-push latency against a local FCM
     /// stand-in: one paced run at --rate and one burst.
     Push {
@@ -43,6 +57,31 @@ pub enum BenchCommand {
         #[arg(long)]
         write: Option<PathBuf>,
     },
+    /// Chat message ingest through the chat service (the path REST and the
+    /// WebSocket share): many conversations at once, then one busy group;
+    /// checks every room's seqs are 1..n afterwards.
+    Chat {
+        /// Messages per run.
+        #[arg(long, default_value = "20000")]
+        messages: usize,
+        /// Concurrent senders.
+        #[arg(long, default_value = "64")]
+        senders: usize,
+        /// Conversations in the many-rooms run (at least one per sender).
+        #[arg(long, default_value = "256")]
+        rooms: usize,
+        /// Markdown file whose chat section is replaced with the results.
+        #[arg(long)]
+        write: Option<PathBuf>,
+    },
+    /// WebSocket chat load: N connections over M rooms at a target send
+    /// rate against a server process; latency percentiles, throughput, the
+    /// server's memory per connection and CPU per delivered message.
+    Ws(crate::bench_ws::WsBench),
+    /// Voice-room media: real WebRTC client peers in rooms of speakers and
+    /// listeners through the SFU; forwarded packets per second and per
+    /// CPU-second of the SFU thread, and forwarding latency.
+    Sfu(crate::bench_sfu::SfuBench),
 }
 
 /// Runs a benchmark.
@@ -50,6 +89,11 @@ pub async fn run(command: BenchCommand, config: &Config) -> anyhow::Result<()> {
     match command {
         BenchCommand::Startup { runs, write } => startup(runs, write.as_deref()).await,
         BenchCommand::Feed(bench) => crate::bench_feed::run(bench).await,
+        BenchCommand::Media(bench) => crate::bench_media::run(bench).await,
+        BenchCommand::Match { users, write } => {
+            let bench = crate::bench_match::MatchBench { sizes: users, redis_url: config.redis_url.clone() };
+            crate::bench_match::main(bench, write.as_deref()).await
+        }
         BenchCommand::Push { events, rate, workers, write } => {
             // PostgreSQL when DATABASE_URL names one (a scratch schema is
             // made and dropped); SQLite in a temporary folder otherwise.
@@ -57,6 +101,22 @@ pub async fn run(command: BenchCommand, config: &Config) -> anyhow::Result<()> {
             let bench = crate::bench_push::PushBench { events, rate, database_url, workers };
             crate::bench_push::main(bench, write.as_deref()).await
         }
+        BenchCommand::Chat { messages, senders, rooms, write } => {
+            let database_url = config.database_url.clone().filter(|u| u.starts_with("postgres"));
+            let bench = crate::bench_chat::ChatBench {
+                messages,
+                senders,
+                rooms,
+                database_url,
+                codec: palaver_service::chat::BodyCodec::default(),
+            };
+            crate::bench_chat::main(bench, write.as_deref()).await
+        }
+        BenchCommand::Ws(bench) => {
+            let database_url = config.database_url.clone().filter(|u| u.starts_with("postgres"));
+            crate::bench_ws::run(bench, database_url, config.redis_url.clone()).await
+        }
+        BenchCommand::Sfu(bench) => crate::bench_sfu::run(bench).await,
     }
 }
 

@@ -111,7 +111,8 @@ async fn open(bench: &PushBench) -> anyhow::Result<(Arc<dyn Store>, Option<(Stri
     Ok((store, schema.map(|s| (url, s)), dir))
 }
 
-async fn drop_schema(url: &str, schema: &str) {
+/// Drops a bench's scratch schema.
+pub(crate) async fn drop_schema(url: &str, schema: &str) {
     use sqlx::Connection as _;
     if let Ok(mut conn) = sqlx::PgConnection::connect(url).await {
         // The name is ours: palaver_bench_ + hex.
@@ -216,7 +217,7 @@ async fn one_run(bench: &PushBench, rate: Option<u32>) -> anyhow::Result<RunResu
 
 /// CPU time (user + system) of this process so far, and its peak RSS in KiB
 /// (Linux; zeros elsewhere).
-fn process_usage() -> (Duration, u64) {
+pub(crate) fn process_usage() -> (Duration, u64) {
     let ticks = std::fs::read_to_string("/proc/self/stat")
         .ok()
         .and_then(|s| {

@@ -87,6 +87,18 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             app.state.services.store.close().await;
             println!("user {} <{}> now has role {}", user.id, user.email, user.role);
         }
+        Command::Admin(AdminCommand::RotateKeys { batch, status }) => {
+            let app = App::build(&config).await?;
+            if !status {
+                crate::rotate::rotate_all(&app.state, batch.clamp(1, 10_000)).await?;
+            }
+            crate::rotate::print_status(&app.state).await?;
+            app.state.services.store.close().await;
+        }
+        Command::Admin(AdminCommand::GenerateKey { id }) => {
+            let id = palaver_crypto::KeyId::new(&id).map_err(|e| anyhow::anyhow!("{e}"))?;
+            println!("{}", palaver_crypto::generate_key_spec(&id));
+        }
         Command::Openapi => {
             println!("{}", crate::app::openapi().to_pretty_json()?);
         }

@@ -71,6 +71,26 @@ pub enum AdminCommand {
         #[arg(long)]
         display_name: Option<String>,
     },
+    /// Re-encrypt every stored message body and media file still sealed
+    /// with an older key (or not at all) under the newest key in
+    /// PALAVER_ENCRYPTION_KEYS. Runs beside serving nodes, in batches; safe
+    /// to stop and run again (it continues where work remains). When it
+    /// reports no data left under a key, that key can be removed.
+    RotateKeys {
+        /// Items per batch.
+        #[arg(long, default_value = "100")]
+        batch: i64,
+        /// Only report how much data each key seals.
+        #[arg(long)]
+        status: bool,
+    },
+    /// Print a new random encryption key entry (`id:base64`) for
+    /// PALAVER_ENCRYPTION_KEYS.
+    GenerateKey {
+        /// The key's id (1 to 32 letters, digits, dots, dashes, underscores).
+        #[arg(long)]
+        id: String,
+    },
     /// Change an existing account's role.
     SetRole {
         /// The user's id.
@@ -203,9 +223,97 @@ pub struct Config {
     #[arg(long, env = "PALAVER_RATE_REPORTS", default_value = "20/1h", global = true, help_heading = "Social")]
     pub rate_reports: RateSpec,
 
+    /// Budget for chat messages (REST and WebSocket), edits and shares into chats per user.
+    #[arg(long, env = "PALAVER_RATE_MESSAGES", default_value = "120/1m", global = true, help_heading = "Chat")]
+    pub rate_messages: RateSpec,
+
+    /// Budget for chat rooms created, participants added or removed and renames per user.
+    #[arg(long, env = "PALAVER_RATE_CHAT_ROOMS", default_value = "60/1h", global = true, help_heading = "Chat")]
+    pub rate_chat_rooms: RateSpec,
+
     /// Content (moments, comments) reported by this many distinct users is hidden until a moderator reviews it.
     #[arg(long, env = "PALAVER_AUTO_HIDE_REPORTS", default_value = "3", value_parser = clap::value_parser!(u32).range(1..=10000), global = true, help_heading = "Social")]
     pub auto_hide_reports: u32,
+
+    /// How long a call rings before it is missed.
+    #[arg(long, env = "PALAVER_CALL_RING_TIMEOUT", default_value = "30s", value_parser = parse_duration, global = true, help_heading = "Calls")]
+    pub call_ring_timeout: Duration,
+
+    /// How long after the accept media must connect before the call fails.
+    #[arg(long, env = "PALAVER_CALL_MEDIA_TIMEOUT", default_value = "30s", value_parser = parse_duration, global = true, help_heading = "Calls")]
+    pub call_media_timeout: Duration,
+
+    /// How often each node looks for calls whose ring or media deadline passed.
+    #[arg(long, env = "PALAVER_CALL_SWEEP_INTERVAL", default_value = "1s", value_parser = parse_duration, global = true, help_heading = "Calls")]
+    pub call_sweep_interval: Duration,
+
+    /// Budget for placing calls per user.
+    #[arg(long, env = "PALAVER_RATE_CALLS", default_value = "30/10m", global = true, help_heading = "Calls")]
+    pub rate_calls: RateSpec,
+
+    /// Budget for call quality reports per user.
+    #[arg(long, env = "PALAVER_RATE_CALL_QUALITY", default_value = "120/1m", global = true, help_heading = "Calls")]
+    pub rate_call_quality: RateSpec,
+
+    /// Budget for joining and leaving the matching queue per user.
+    #[arg(long, env = "PALAVER_RATE_MATCH_QUEUE", default_value = "60/1m", global = true, help_heading = "Calls")]
+    pub rate_match_queue: RateSpec,
+
+    /// A matching ticket waiting this long accepts partners of any level.
+    #[arg(long, env = "PALAVER_MATCH_WIDEN_LEVEL_AFTER", default_value = "10s", value_parser = parse_duration, global = true, help_heading = "Calls")]
+    pub match_widen_level_after: Duration,
+
+    /// A matching ticket waiting this long accepts one-way language partners.
+    #[arg(long, env = "PALAVER_MATCH_WIDEN_LANGUAGE_AFTER", default_value = "30s", value_parser = parse_duration, global = true, help_heading = "Calls")]
+    pub match_widen_language_after: Duration,
+
+    /// Two users randomly matched are not matched again within this time.
+    #[arg(long, env = "PALAVER_MATCH_REPEAT_AFTER", default_value = "24h", value_parser = parse_duration, global = true, help_heading = "Calls")]
+    pub match_repeat_after: Duration,
+
+    /// How often each node re-examines waiting matching tickets.
+    #[arg(long, env = "PALAVER_MATCH_TICK", default_value = "1s", value_parser = parse_duration, global = true, help_heading = "Calls")]
+    pub match_tick: Duration,
+
+    /// STUN urls given to clients, comma-separated (stun:host:port).
+    #[arg(long, env = "PALAVER_STUN_URLS", value_delimiter = ',', global = true, help_heading = "Calls")]
+    pub stun_urls: Vec<String>,
+
+    /// TURN urls given to clients with short-lived credentials, comma-separated (turn:host:port?transport=udp, turns:…).
+    #[arg(long, env = "PALAVER_TURN_URLS", value_delimiter = ',', global = true, help_heading = "Calls")]
+    pub turn_urls: Vec<String>,
+
+    /// Secret shared with coturn (its static-auth-secret, use-auth-secret mode); unset: no TURN.
+    #[arg(long, env = "PALAVER_TURN_SECRET", hide_env_values = true, value_parser = parse_secret, global = true, help_heading = "Calls")]
+    pub turn_secret: Option<SecretString>,
+
+    /// How long a TURN credential stays valid.
+    #[arg(long, env = "PALAVER_TURN_TTL", default_value = "6h", value_parser = parse_duration, global = true, help_heading = "Calls")]
+    pub turn_ttl: Duration,
+
+    /// Ask clients for acoustic echo cancellation.
+    #[arg(long, env = "PALAVER_AUDIO_ECHO_CANCELLATION", default_value = "true", action = clap::ArgAction::Set, global = true, help_heading = "Calls")]
+    pub audio_echo_cancellation: bool,
+
+    /// Ask clients for noise suppression.
+    #[arg(long, env = "PALAVER_AUDIO_NOISE_SUPPRESSION", default_value = "true", action = clap::ArgAction::Set, global = true, help_heading = "Calls")]
+    pub audio_noise_suppression: bool,
+
+    /// Ask clients for automatic gain control.
+    #[arg(long, env = "PALAVER_AUDIO_AUTO_GAIN_CONTROL", default_value = "true", action = clap::ArgAction::Set, global = true, help_heading = "Calls")]
+    pub audio_auto_gain_control: bool,
+
+    /// Opus in-band forward error correction (useinbandfec).
+    #[arg(long, env = "PALAVER_OPUS_FEC", default_value = "true", action = clap::ArgAction::Set, global = true, help_heading = "Calls")]
+    pub opus_fec: bool,
+
+    /// Opus discontinuous transmission (usedtx).
+    #[arg(long, env = "PALAVER_OPUS_DTX", default_value = "true", action = clap::ArgAction::Set, global = true, help_heading = "Calls")]
+    pub opus_dtx: bool,
+
+    /// Opus target bitrate in bits per second (maxaveragebitrate).
+    #[arg(long, env = "PALAVER_OPUS_MAX_AVERAGE_BITRATE", default_value = "32000", value_parser = clap::value_parser!(u32).range(6000..=510_000), global = true, help_heading = "Calls")]
+    pub opus_max_average_bitrate: u32,
 
     /// Largest request body for JSON endpoints, in bytes.
     #[arg(long, env = "PALAVER_MAX_BODY_BYTES", default_value = "1048576", value_parser = clap::value_parser!(u64).range(1024..=1_073_741_824), global = true, help_heading = "HTTP")]
@@ -226,6 +334,38 @@ pub struct Config {
     /// How long shutdown waits for requests and connections to finish.
     #[arg(long, env = "PALAVER_SHUTDOWN_GRACE", default_value = "10s", value_parser = parse_duration, global = true, help_heading = "HTTP")]
     pub shutdown_grace: Duration,
+
+    /// WebSocket connections this node accepts; more are closed with 1013.
+    #[arg(long, env = "PALAVER_WS_MAX_CONNECTIONS", default_value = "10000", value_parser = clap::value_parser!(u32).range(1..=1_000_000), global = true, help_heading = "Real time")]
+    pub ws_max_connections: u32,
+
+    /// WebSocket connections one user may hold on one node; more are closed with 4009.
+    #[arg(long, env = "PALAVER_WS_MAX_CONNECTIONS_PER_USER", default_value = "16", value_parser = clap::value_parser!(u32).range(1..=10_000), global = true, help_heading = "Real time")]
+    pub ws_max_connections_per_user: u32,
+
+    /// Events queued per WebSocket connection; a client that lets it fill is closed with 4008.
+    #[arg(long, env = "PALAVER_WS_QUEUE", default_value = "1024", value_parser = clap::value_parser!(u32).range(8..=1_000_000), global = true, help_heading = "Real time")]
+    pub ws_queue: u32,
+
+    /// Largest WebSocket frame a client may send, in bytes; larger ones close the connection with 1009.
+    #[arg(long, env = "PALAVER_WS_MAX_FRAME_BYTES", default_value = "65536", value_parser = clap::value_parser!(u32).range(256..=16_777_216), global = true, help_heading = "Real time")]
+    pub ws_max_frame_bytes: u32,
+
+    /// Frames a WebSocket client may send (a burst of that many per period); more get rate_limited errors.
+    #[arg(long, env = "PALAVER_WS_RATE", default_value = "100/10s", global = true, help_heading = "Real time")]
+    pub ws_rate: RateSpec,
+
+    /// How often the server pings each WebSocket connection.
+    #[arg(long, env = "PALAVER_WS_PING_INTERVAL", default_value = "10s", value_parser = parse_duration, global = true, help_heading = "Real time")]
+    pub ws_ping_interval: Duration,
+
+    /// A WebSocket connection that sends nothing (not even a pong) for this long is closed with 4000.
+    #[arg(long, env = "PALAVER_WS_IDLE_TIMEOUT", default_value = "25s", value_parser = parse_duration, global = true, help_heading = "Real time")]
+    pub ws_idle_timeout: Duration,
+
+    /// With Redis: a node that stops heartbeating is dead after this long and its users go offline.
+    #[arg(long, env = "PALAVER_PRESENCE_TTL", default_value = "10s", value_parser = parse_duration, global = true, help_heading = "Real time")]
+    pub presence_ttl: Duration,
 
     /// Events with the same key within this window merge into one notification ("Ana and 3 others liked your moment").
     #[arg(long, env = "PALAVER_NOTIFICATION_AGGREGATION_WINDOW", default_value = "1h", value_parser = parse_duration, global = true, help_heading = "Notifications")]
@@ -348,6 +488,85 @@ pub struct Config {
     #[arg(long, env = "PALAVER_WEBPUSH_ALLOW_HTTP", default_value = "false", action = clap::ArgAction::Set, global = true, help_heading = "Notifications")]
     pub webpush_allow_http: bool,
 
+    /// Where media bytes are stored: a folder path or file:///path, s3://bucket[/prefix], gs://bucket[/prefix] or az://container[/prefix] (credentials from the usual AWS_*, GOOGLE_*, AZURE_* variables); default: the data folder's media/.
+    #[arg(long, env = "PALAVER_MEDIA_STORE", global = true, help_heading = "Media")]
+    pub media_store: Option<String>,
+
+    /// Largest image upload (bytes; KiB, MiB, GiB, kB, MB and GB suffixes accepted).
+    #[arg(long, env = "PALAVER_MEDIA_MAX_IMAGE_BYTES", default_value = "16MiB", value_parser = parse_size, global = true, help_heading = "Media")]
+    pub media_max_image_bytes: u64,
+
+    /// Largest audio upload.
+    #[arg(long, env = "PALAVER_MEDIA_MAX_AUDIO_BYTES", default_value = "25MiB", value_parser = parse_size, global = true, help_heading = "Media")]
+    pub media_max_audio_bytes: u64,
+
+    /// Largest video upload.
+    #[arg(long, env = "PALAVER_MEDIA_MAX_VIDEO_BYTES", default_value = "100MiB", value_parser = parse_size, global = true, help_heading = "Media")]
+    pub media_max_video_bytes: u64,
+
+    /// Largest document or other file upload.
+    #[arg(long, env = "PALAVER_MEDIA_MAX_FILE_BYTES", default_value = "25MiB", value_parser = parse_size, global = true, help_heading = "Media")]
+    pub media_max_file_bytes: u64,
+
+    /// Images with more pixels are refused before decoding (decompression bombs); animations count every frame.
+    #[arg(long, env = "PALAVER_MEDIA_MAX_IMAGE_PIXELS", default_value = "50000000", value_parser = clap::value_parser!(u64).range(1..=1_000_000_000), global = true, help_heading = "Media")]
+    pub media_max_image_pixels: u64,
+
+    /// Longest side of image thumbnails, in pixels.
+    #[arg(long, env = "PALAVER_MEDIA_THUMBNAIL_SIZE", default_value = "320", value_parser = clap::value_parser!(u32).range(16..=4096), global = true, help_heading = "Media")]
+    pub media_thumbnail_size: u32,
+
+    /// How long signed media URLs stay valid (at least; expiries are rounded up so URLs can be cached).
+    #[arg(long, env = "PALAVER_MEDIA_URL_TTL", default_value = "1h", value_parser = parse_duration, global = true, help_heading = "Media")]
+    pub media_url_ttl: Duration,
+
+    /// Longest time an upload may take (instead of PALAVER_REQUEST_TIMEOUT); an upload idle for PALAVER_REQUEST_TIMEOUT is dropped too.
+    #[arg(long, env = "PALAVER_MEDIA_UPLOAD_TIMEOUT", default_value = "10m", value_parser = parse_duration, global = true, help_heading = "Media")]
+    pub media_upload_timeout: Duration,
+
+    /// Uploads not attached to a moment or message within this time are deleted.
+    #[arg(long, env = "PALAVER_MEDIA_GC_AFTER", default_value = "1d", value_parser = parse_duration, global = true, help_heading = "Media")]
+    pub media_gc_after: Duration,
+
+    /// How often unattached uploads are looked for.
+    #[arg(long, env = "PALAVER_MEDIA_GC_INTERVAL", default_value = "1h", value_parser = parse_duration, global = true, help_heading = "Media")]
+    pub media_gc_interval: Duration,
+
+    /// Budget for uploads per user.
+    #[arg(long, env = "PALAVER_RATE_UPLOADS", default_value = "100/1h", global = true, help_heading = "Media")]
+    pub rate_uploads: RateSpec,
+
+    /// Encryption keys for message bodies and media at rest: id:base64(32 bytes) entries, comma-separated, newest last (development: generated into the data folder).
+    #[arg(long, env = "PALAVER_ENCRYPTION_KEYS", hide_env_values = true, value_parser = parse_secret, global = true, help_heading = "Encryption")]
+    pub encryption_keys: Option<SecretString>,
+
+    /// File holding the encryption keys (one id:base64 entry per line, newest last), instead of PALAVER_ENCRYPTION_KEYS.
+    #[arg(long, env = "PALAVER_ENCRYPTION_KEYS_FILE", global = true, help_heading = "Encryption")]
+    pub encryption_keys_file: Option<PathBuf>,
+
+    /// Encrypt new message bodies and uploads (false only in development, to measure the cost).
+    #[arg(long, env = "PALAVER_ENCRYPT_AT_REST", default_value = "true", action = clap::ArgAction::Set, global = true, help_heading = "Encryption")]
+    pub encrypt_at_rest: bool,
+    /// UDP address of this node's SFU, shared by every voice-room peer (port 0: any free port; set a fixed one to open it in a firewall).
+    #[arg(long, env = "PALAVER_MEDIA_UDP", default_value = "127.0.0.1:0", global = true, help_heading = "Voice rooms")]
+    pub media_udp: SocketAddr,
+
+    /// Address clients send media to, when not the bound one (behind NAT, or bound to 0.0.0.0).
+    #[arg(long, env = "PALAVER_MEDIA_PUBLIC_ADDR", global = true, help_heading = "Voice rooms")]
+    pub media_public_addr: Option<SocketAddr>,
+
+    /// Largest max_participants a voice room may have.
+    #[arg(long, env = "PALAVER_VOICE_MAX_PARTICIPANTS", default_value = "100", value_parser = clap::value_parser!(i64).range(2..=10_000), global = true, help_heading = "Voice rooms")]
+    pub voice_max_participants: i64,
+
+    /// An empty voice room closes after this long.
+    #[arg(long, env = "PALAVER_VOICE_IDLE_CLOSE", default_value = "5m", value_parser = parse_duration, global = true, help_heading = "Voice rooms")]
+    pub voice_idle_close: Duration,
+
+    /// A voice-room participant without a heartbeat (WebSocket, REST or live media) for this long is removed.
+    #[arg(long, env = "PALAVER_VOICE_HEARTBEAT_TIMEOUT", default_value = "8s", value_parser = parse_duration, global = true, help_heading = "Voice rooms")]
+    pub voice_heartbeat_timeout: Duration,
+
     /// Log filter, such as info or palaver=debug,sqlx=warn.
     #[arg(long, env = "PALAVER_LOG", default_value = "info", global = true, help_heading = "Logging")]
     pub log: String,
@@ -366,6 +585,26 @@ pub struct Config {
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
     humantime::parse_duration(s).map_err(|e| format!("{e} (use units such as 30s, 15m, 12h, 30d)"))
+}
+
+/// A byte count: plain, or with a KiB/MiB/GiB (binary) or kB/MB/GB
+/// (decimal) suffix.
+fn parse_size(s: &str) -> Result<u64, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (number, unit) = s.split_at(split);
+    let number: u64 = number.parse().map_err(|_| format!("`{s}` is not a size (such as 16MiB or 1048576)"))?;
+    let factor: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "kib" | "k" => 1 << 10,
+        "mib" | "m" => 1 << 20,
+        "gib" | "g" => 1 << 30,
+        "kb" => 1_000,
+        "mb" => 1_000_000,
+        "gb" => 1_000_000_000,
+        other => return Err(format!("unknown size unit `{other}` (use KiB, MiB, GiB, kB, MB or GB)")),
+    };
+    number.checked_mul(factor).filter(|n| *n > 0).ok_or_else(|| format!("`{s}` is out of range"))
 }
 
 fn parse_quiet_mode(s: &str) -> Result<palaver_push::QuietHoursMode, String> {
@@ -595,6 +834,110 @@ impl Config {
                 "must be at least PALAVER_PUSH_RETRY_BASE, which must be above zero",
             ));
         }
+        match (&self.encryption_keys, &self.encryption_keys_file) {
+            (Some(_), Some(_)) => {
+                return Err(ConfigError::new(
+                    "PALAVER_ENCRYPTION_KEYS_FILE",
+                    "encryption-keys-file",
+                    "cannot be set together with PALAVER_ENCRYPTION_KEYS",
+                ));
+            }
+            (Some(keys), None) => {
+                use secrecy::ExposeSecret;
+                if let Err(e) = palaver_crypto::Keyring::parse(keys.expose_secret()) {
+                    return Err(ConfigError::new("PALAVER_ENCRYPTION_KEYS", "encryption-keys", e.to_string()));
+                }
+            }
+            (None, None) if self.env == Mode::Production => {
+                return Err(ConfigError::new(
+                    "PALAVER_ENCRYPTION_KEYS",
+                    "encryption-keys",
+                    "is required in production (or PALAVER_ENCRYPTION_KEYS_FILE); generate one with \
+                     `palaver admin generate-key`",
+                ));
+            }
+            _ => {}
+        }
+        if !self.encrypt_at_rest && self.env == Mode::Production {
+            return Err(ConfigError::new(
+                "PALAVER_ENCRYPT_AT_REST",
+                "encrypt-at-rest",
+                "cannot be false in production: message bodies and media are always encrypted at rest",
+            ));
+        }
+        if self.media_url_ttl < Duration::from_secs(60) {
+            return Err(ConfigError::new("PALAVER_MEDIA_URL_TTL", "media-url-ttl", "must be at least 1m"));
+        }
+        if self.media_gc_interval.is_zero() {
+            return Err(ConfigError::new("PALAVER_MEDIA_GC_INTERVAL", "media-gc-interval", "must be above zero"));
+        }
+        if self.media_upload_timeout < self.request_timeout {
+            return Err(ConfigError::new(
+                "PALAVER_MEDIA_UPLOAD_TIMEOUT",
+                "media-upload-timeout",
+                "must be at least PALAVER_REQUEST_TIMEOUT",
+            ));
+        }
+        if self.voice_heartbeat_timeout < Duration::from_secs(2)
+            || self.voice_heartbeat_timeout > Duration::from_secs(9)
+        {
+            return Err(ConfigError::new(
+                "PALAVER_VOICE_HEARTBEAT_TIMEOUT",
+                "voice-heartbeat-timeout",
+                "must be between 2s and 9s, so a dropped participant leaves within 10 s",
+            ));
+        }
+        if self.media_udp.ip().is_unspecified() && self.media_public_addr.is_none() {
+            return Err(ConfigError::new(
+                "PALAVER_MEDIA_PUBLIC_ADDR",
+                "media-public-addr",
+                "is required when PALAVER_MEDIA_UDP binds all interfaces",
+            ));
+        }
+        if self.ws_idle_timeout <= self.ws_ping_interval {
+            return Err(ConfigError::new(
+                "PALAVER_WS_IDLE_TIMEOUT",
+                "ws-idle-timeout",
+                "must be longer than PALAVER_WS_PING_INTERVAL, or idle clients answering pings would be closed",
+            ));
+        }
+        if self.ws_ping_interval.is_zero() {
+            return Err(ConfigError::new("PALAVER_WS_PING_INTERVAL", "ws-ping-interval", "must be above zero"));
+        }
+        if self.presence_ttl < Duration::from_secs(1) {
+            return Err(ConfigError::new("PALAVER_PRESENCE_TTL", "presence-ttl", "must be at least 1s"));
+        }
+        for (env, flag, d) in [
+            ("PALAVER_CALL_RING_TIMEOUT", "call-ring-timeout", self.call_ring_timeout),
+            ("PALAVER_CALL_MEDIA_TIMEOUT", "call-media-timeout", self.call_media_timeout),
+            ("PALAVER_CALL_SWEEP_INTERVAL", "call-sweep-interval", self.call_sweep_interval),
+            ("PALAVER_MATCH_TICK", "match-tick", self.match_tick),
+            ("PALAVER_TURN_TTL", "turn-ttl", self.turn_ttl),
+        ] {
+            if d.is_zero() {
+                return Err(ConfigError::new(env, flag, "must be above zero"));
+            }
+        }
+        if self.match_widen_language_after < self.match_widen_level_after {
+            return Err(ConfigError::new(
+                "PALAVER_MATCH_WIDEN_LANGUAGE_AFTER",
+                "match-widen-language-after",
+                "must be at least PALAVER_MATCH_WIDEN_LEVEL_AFTER",
+            ));
+        }
+        for url in &self.stun_urls {
+            if !url.starts_with("stun:") && !url.starts_with("stuns:") {
+                return Err(ConfigError::new("PALAVER_STUN_URLS", "stun-urls", format!("`{url}` is not a stun: url")));
+            }
+        }
+        for url in &self.turn_urls {
+            if !url.starts_with("turn:") && !url.starts_with("turns:") {
+                return Err(ConfigError::new("PALAVER_TURN_URLS", "turn-urls", format!("`{url}` is not a turn: url")));
+            }
+        }
+        if !self.turn_urls.is_empty() && self.turn_secret.is_none() {
+            return Err(ConfigError::new("PALAVER_TURN_SECRET", "turn-secret", "is required with PALAVER_TURN_URLS"));
+        }
         for origin in &self.cors_origins {
             if origin != "*" && origin.parse::<axum::http::HeaderValue>().is_err() {
                 return Err(ConfigError::new(
@@ -653,6 +996,33 @@ mod tests {
         assert!(err.to_string().contains("PALAVER_JWT_SECRET"), "{err}");
         c.jwt_secret = Some(SecretString::from("short".to_owned()));
         assert!(c.validate().unwrap_err().to_string().contains("at least 32 bytes"));
+    }
+
+    #[test]
+    fn production_requires_encryption_keys() {
+        let mut c = Config::defaults();
+        c.env = Mode::Production;
+        c.jwt_secret = Some(SecretString::from("x".repeat(40)));
+        let err = c.validate().unwrap_err().to_string();
+        assert!(err.contains("PALAVER_ENCRYPTION_KEYS"), "{err}");
+        c.encryption_keys = Some(SecretString::from("k1:tooshort".to_owned()));
+        assert!(c.validate().unwrap_err().to_string().contains("32 bytes"));
+        let spec = palaver_crypto::generate_key_spec(&palaver_crypto::KeyId::new("k1").unwrap());
+        c.encryption_keys = Some(SecretString::from(spec));
+        assert!(c.validate().is_ok());
+        c.encrypt_at_rest = false;
+        assert!(c.validate().unwrap_err().to_string().contains("PALAVER_ENCRYPT_AT_REST"));
+    }
+
+    #[test]
+    fn sizes_take_units() {
+        assert_eq!(parse_size("16MiB").unwrap(), 16 << 20);
+        assert_eq!(parse_size("25 MB").unwrap(), 25_000_000);
+        assert_eq!(parse_size("1048576").unwrap(), 1 << 20);
+        assert!(parse_size("10 parsecs").unwrap_err().contains("unit"));
+        assert!(parse_size("0").is_err());
+        let c = Config::defaults();
+        assert_eq!((c.media_max_image_bytes, c.media_max_video_bytes), (16 << 20, 100 << 20));
     }
 
     #[test]

@@ -8,16 +8,26 @@
 
 pub mod app;
 pub mod bench;
+pub mod bench_chat;
 pub mod bench_feed;
+pub mod bench_match;
+pub mod bench_media;
 pub mod bench_push;
+pub mod bench_sfu;
+pub mod bench_ws;
 pub mod cli;
 pub mod config;
 pub mod error;
 pub mod extract;
 pub mod http;
+pub mod keys;
 pub mod observability;
 pub mod push;
+pub mod rotate;
+pub mod rtc;
 pub mod secrets;
+pub mod web;
+pub mod ws;
 
 pub use app::{App, AppState, router, serve};
 pub use config::{Cli, Config};

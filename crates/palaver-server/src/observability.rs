@@ -47,9 +47,18 @@ pub fn prometheus() -> PrometheusHandle {
     HANDLE
         .get_or_init(|| {
             let latency_buckets = [0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
-            let builder = PrometheusBuilder::new()
+            let mut builder = PrometheusBuilder::new()
                 .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), &latency_buckets)
                 .unwrap_or_else(|_| PrometheusBuilder::new());
+            for (name, buckets) in palaver_rtc::metrics::BUCKETS {
+                builder = match builder.set_buckets_for_metric(Matcher::Full(name.into()), buckets) {
+                    Ok(b) => b,
+                    Err(e) => {
+                        tracing::warn!(error = %e, name, "cannot set histogram buckets");
+                        PrometheusBuilder::new()
+                    }
+                };
+            }
             let recorder = builder.build_recorder();
             let handle = recorder.handle();
             if metrics::set_global_recorder(recorder).is_err() {
@@ -63,6 +72,7 @@ pub fn prometheus() -> PrometheusHandle {
 
 fn describe() {
     palaver_push::outbox::describe_metrics();
+    palaver_rtc::metrics::describe();
     metrics::describe_counter!("http_requests_total", "HTTP requests by method, matched route and status.");
     metrics::describe_histogram!(
         "http_request_duration_seconds",

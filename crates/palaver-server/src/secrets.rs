@@ -12,6 +12,23 @@ use secrecy::SecretString;
 /// Reads `name` from `<data_dir>/secrets/`, creating it with 32 random bytes
 /// (base64) if missing. The file is readable by its owner only.
 pub fn load_or_generate(data_dir: &Path, name: &str) -> std::io::Result<SecretString> {
+    load_or_generate_with(data_dir, name, || {
+        let bytes: [u8; 32] = rand::rng().random();
+        base64::engine::general_purpose::STANDARD.encode(bytes)
+    })
+}
+
+/// Where a development secret lives, whether or not it exists yet.
+pub fn path(data_dir: &Path, name: &str) -> std::path::PathBuf {
+    data_dir.join("secrets").join(name)
+}
+
+/// [`load_or_generate`] with the secret's text made by `generate`.
+pub fn load_or_generate_with(
+    data_dir: &Path,
+    name: &str,
+    generate: impl FnOnce() -> String,
+) -> std::io::Result<SecretString> {
     let dir = data_dir.join("secrets");
     let path = dir.join(name);
     match std::fs::read_to_string(&path) {
@@ -21,8 +38,7 @@ pub fn load_or_generate(data_dir: &Path, name: &str) -> std::io::Result<SecretSt
         Err(e) => return Err(e),
     }
     std::fs::create_dir_all(&dir)?;
-    let bytes: [u8; 32] = rand::rng().random();
-    let secret = base64::engine::general_purpose::STANDARD.encode(bytes);
+    let secret = generate();
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create_new(true);
     #[cfg(unix)]

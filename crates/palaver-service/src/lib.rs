@@ -7,13 +7,17 @@
 //! the store; it must not depend on axum or any transport.
 
 pub mod auth;
+pub mod chat;
 pub mod events;
+pub mod media_links;
 pub mod moderation;
 pub mod pagination;
 pub mod password;
 pub mod ratelimit;
+pub mod realtime;
 pub mod social;
 pub mod users;
+pub mod voice;
 
 use std::sync::Arc;
 
@@ -21,13 +25,16 @@ pub use palaver_core::{Error, Result};
 use palaver_store::Store;
 
 pub use auth::{AuthService, AuthSettings, Principal, TokenPair};
+pub use chat::{ChatRates, ChatService};
 pub use events::{DomainEvent, EventBus};
 pub use moderation::ModerationService;
 pub use pagination::Page;
 pub use password::{PasswordHasher, PasswordParams};
 pub use ratelimit::{MemoryRateLimiter, RateLimiter, RateSpec, RedisRateLimiter};
+pub use realtime::{Realtime, RealtimeHandle, RecordingRealtime};
 pub use social::{SocialRates, SocialService};
 pub use users::UserService;
+pub use voice::{VoiceService, VoiceSettings};
 
 /// Every service, cheap to clone, shared by all transports.
 #[derive(Clone)]
@@ -42,10 +49,16 @@ pub struct Services {
     pub social: Arc<SocialService>,
     /// Reports and the moderation queue.
     pub moderation: Arc<ModerationService>,
+    /// Chat rooms and messages (REST and the WebSocket hub both call it).
+    pub chat: Arc<ChatService>,
     /// Per-key request budgets.
     pub rate_limiter: Arc<dyn RateLimiter>,
     /// Domain events, for services that react to others.
     pub events: EventBus,
+    /// The real-time hub, installed by the server once it is built.
+    pub realtime: RealtimeHandle,
+    /// Public voice rooms and their media signaling.
+    pub voice: Arc<VoiceService>,
 }
 
 impl std::fmt::Debug for Services {
@@ -63,6 +76,14 @@ pub struct ServiceSettings {
     pub social_rates: SocialRates,
     /// Content reported by this many distinct users is hidden pending review.
     pub auto_hide_reports: u32,
+    /// Signs the media URLs services hand out.
+    pub media_urls: palaver_crypto::MediaUrls,
+    /// Voice rooms.
+    pub voice: VoiceSettings,
+    /// Per-user budgets for chat.
+    pub chat_rates: ChatRates,
+    /// How message bodies are sealed at rest.
+    pub body_codec: chat::BodyCodec,
 }
 
 impl Services {
@@ -72,14 +93,32 @@ impl Services {
         let users = Arc::new(UserService::new(store.clone(), hasher.clone()));
         let auth = Arc::new(AuthService::new(store.clone(), users.clone(), hasher, settings.auth)?);
         let events = EventBus::default();
-        let social =
-            Arc::new(SocialService::new(store.clone(), events.clone(), rate_limiter.clone(), settings.social_rates));
+        let realtime = RealtimeHandle::default();
+        let social = Arc::new(SocialService::new(
+            store.clone(),
+            events.clone(),
+            rate_limiter.clone(),
+            settings.social_rates,
+            settings.media_urls.clone(),
+        ));
         let moderation = Arc::new(ModerationService::new(
             store.clone(),
             rate_limiter.clone(),
             settings.social_rates.reports,
             settings.auto_hide_reports,
         ));
-        Ok(Self { store, auth, users, social, moderation, rate_limiter, events })
+        let chat = Arc::new(
+            ChatService::new(
+                store.clone(),
+                events.clone(),
+                realtime.clone(),
+                rate_limiter.clone(),
+                settings.chat_rates,
+            )
+            .with_codec(settings.body_codec.clone())
+            .with_media_urls(settings.media_urls.clone()),
+        );
+        let voice = Arc::new(VoiceService::new(store.clone(), realtime.clone(), settings.voice));
+        Ok(Self { store, auth, users, social, moderation, chat, rate_limiter, events, realtime, voice })
     }
 }

@@ -17,8 +17,11 @@ use palaver_store::{
     FeedKind, LikeOp, LikeOutcome, MomentAccess, NewComment, NewMoment, PageRequest, Store, StoreError, UserSummary,
 };
 
+use palaver_crypto::MediaUrls;
+
 use crate::auth::Principal;
 use crate::events::{DomainEvent, EventBus};
+use crate::media_links;
 use crate::pagination::Page;
 use crate::ratelimit::{RateLimiter, RateSpec};
 
@@ -53,6 +56,7 @@ impl Default for SocialRates {
 /// The social use cases.
 pub struct SocialService {
     store: Arc<dyn Store>,
+    urls: MediaUrls,
     events: EventBus,
     limiter: Arc<dyn RateLimiter>,
     rates: SocialRates,
@@ -102,8 +106,14 @@ fn user_not_found(id: Id) -> Error {
 
 impl SocialService {
     /// Builds the service.
-    pub fn new(store: Arc<dyn Store>, events: EventBus, limiter: Arc<dyn RateLimiter>, rates: SocialRates) -> Self {
-        Self { store, events, limiter, rates }
+    pub fn new(
+        store: Arc<dyn Store>,
+        events: EventBus,
+        limiter: Arc<dyn RateLimiter>,
+        rates: SocialRates,
+        urls: MediaUrls,
+    ) -> Self {
+        Self { store, urls, events, limiter, rates }
     }
 
     async fn spend(&self, action: &str, who: &Principal, spec: RateSpec) -> Result<()> {
@@ -122,7 +132,9 @@ impl SocialService {
     /// A moment as `who` sees it.
     pub async fn moment(&self, who: &Principal, id: Id) -> Result<Moment> {
         let mut found = self.store.moments_for(who.id(), &[id]).await?;
-        found.pop().ok_or_else(|| moment_not_found(id))
+        let mut moment = found.pop().ok_or_else(|| moment_not_found(id))?;
+        media_links::sign_moment(&self.urls, who.id(), &mut moment);
+        Ok(moment)
     }
 
     /// Posts a moment. Media must be the author's own uploads.
@@ -193,7 +205,10 @@ impl SocialService {
         if let FeedKind::User(user) = kind {
             self.viewable_user(who, user).await?;
         }
-        let items = self.store.feed(who.id(), kind, page).await?;
+        let mut items = self.store.feed(who.id(), kind, page).await?;
+        for moment in &mut items {
+            media_links::sign_moment(&self.urls, who.id(), moment);
+        }
         Ok(Page::new(items, page, |m| m.id))
     }
 
@@ -461,6 +476,7 @@ mod tests {
             events.clone(),
             Arc::new(MemoryRateLimiter::new()),
             SocialRates::default(),
+            MediaUrls::new(b"test-secret", std::time::Duration::from_secs(3600)),
         );
         let ana = principal(&store, "ana@example.org").await;
         let bob = principal(&store, "bob@example.org").await;

@@ -8,6 +8,8 @@
 //! Counters always change in SQL, in the same transaction as the row that
 //! justifies them; never as read-modify-write in Rust.
 
+mod calls;
+mod chat_model;
 mod error;
 pub(crate) mod model;
 mod postgres;
@@ -25,12 +27,20 @@ use palaver_core::time::Timestamp;
 use palaver_core::user::{ProfilePatch, Role, User};
 use palaver_core::{Id, UserId};
 
+pub use calls::{
+    AcceptOutcome, CallParty, CallQualityReport, CallRecord, FinishOutcome, NewCall, NewCallOutcome, StoredCallQuality,
+};
+pub use chat_model::{
+    AddResult, BodyCipher, BodySealer, ChatCandidate, Membership, MessageRange, NewMessage, RoomCursor, RoomRecord,
+    SealedBody, SendResult, StoredMessage,
+};
 pub use error::StoreError;
 pub use model::{
-    CommentAccess, FeedKind, LikeOp, LikeOutcome, Media, ModerationLogEntry, MomentAccess, NewComment, NewMedia,
-    NewMoment, NewNotification, NewPushToken, NewRefreshToken, NewReport, NewUserRecord, OutboxItem, PageRequest,
-    Profile, PushPayload, PushPlan, PushResult, RecordedNotification, RelationOp, RenderInput, Rendered, Renderer,
-    ReportReview, Retracted, RotateOutcome, SessionState, UserSummary,
+    CommentAccess, FeedKind, LikeOp, LikeOutcome, Media, MediaReseal, ModerationLogEntry, MomentAccess, NewComment,
+    NewMedia, NewMoment, NewNotification, NewPushToken, NewRefreshToken, NewReport, NewUpload, NewUserRecord,
+    OutboxItem, PageRequest, Profile, PushPayload, PushPlan, PushResult, RecordedNotification, RelationOp,
+    RemovedParticipant, RenderInput, Rendered, Renderer, ReportReview, Retracted, RoleChange, RotateOutcome,
+    SessionState, UploadDone, UserSummary, VoiceFlag, VoiceJoin,
 };
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
@@ -93,6 +103,9 @@ pub trait Store:
     + RelationStore
     + ModerationStore
     + NotificationStore
+    + CallStore
+    + ChatStore
+    + VoiceStore
     + Send
     + Sync
     + 'static
@@ -165,16 +178,44 @@ pub trait AuthStore: Send + Sync {
     async fn session_user(&self, user_id: UserId, session_id: &str) -> Result<Option<(User, SessionState)>>;
 }
 
-/// Uploaded media, as far as moments need it (the media service extends
-/// this with uploads, URLs and clean-up).
+/// Uploaded media: the rows behind uploads, who may see them, clean-up and
+/// re-encryption. The bytes live in object storage (`palaver-media`).
 #[async_trait]
 pub trait MediaStore: Send + Sync {
-    /// Records an uploaded file.
+    /// Records a media item that is ready at once (tests, benchmarks).
     async fn create_media(&self, media: &NewMedia) -> Result<Media>;
-    /// The media item with this id.
+    /// Starts an upload: a row that is not ready yet. Returns its id.
+    async fn begin_upload(&self, upload: &NewUpload) -> Result<Id>;
+    /// Records what a finished upload stored and makes it ready.
+    async fn finish_upload(&self, id: Id, done: &UploadDone, now: Timestamp) -> Result<Media>;
+    /// The media item with this id (ready or not).
     async fn media_by_id(&self, id: Id) -> Result<Option<Media>>;
-    /// Which of `ids` `owner` uploaded (in no particular order).
+    /// Which of `ids` `owner` uploaded and are ready (in no particular order).
     async fn owned_media(&self, owner: UserId, ids: &[Id]) -> Result<Vec<Id>>;
+    /// Whether `viewer` may see media `id`: they uploaded it, or it is on a
+    /// moment they may see, or in a (not deleted) message of a room they
+    /// take part in, or they moderate and it is in reported content. False
+    /// for media that is not ready.
+    async fn media_visible_to(&self, viewer: UserId, id: Id) -> Result<bool>;
+    /// Deletes a media row (its objects are the caller's business).
+    async fn delete_media(&self, id: Id) -> Result<bool>;
+    /// Unattached media created before `before`, oldest first: uploads
+    /// nobody used, or abandoned half-way.
+    async fn stale_media(&self, before: Timestamp, limit: i64) -> Result<Vec<Media>>;
+    /// Deletes a media row if it is still unattached (a moment or message
+    /// may have claimed it since it was listed as stale).
+    async fn delete_stale_media(&self, id: Id) -> Result<bool>;
+    /// Ready media with id above `after` not sealed with `active_key` (or
+    /// not sealed at all), by id: the work of a key rotation.
+    async fn media_to_reseal(&self, active_key: &str, after: Id, limit: i64) -> Result<Vec<Media>>;
+    /// Points a media row at its re-encrypted objects, if it still has
+    /// `old_storage_key`. False when it changed or went meanwhile.
+    async fn reseal_media(&self, reseal: &MediaReseal) -> Result<bool>;
+    /// How many media rows each key seals (None: not sealed).
+    async fn media_key_counts(&self) -> Result<Vec<(Option<String>, i64)>>;
+    /// What clients are shown of the ready media among `ids` (URLs left
+    /// empty for the caller to sign), in one query.
+    async fn media_refs(&self, ids: &[Id]) -> Result<Vec<palaver_core::social::MediaRef>>;
 }
 
 /// Moments, their likes, comments and shares. Every counter changes in SQL
@@ -380,4 +421,234 @@ pub trait NotificationStore: Send + Sync {
     async fn finish_pushes(&self, claim_id: &str, results: &[(OutboxItem, PushResult)]) -> Result<u64>;
     /// How many pushes wait in the outbox (claimed or not).
     async fn pending_push_count(&self) -> Result<i64>;
+}
+
+/// 1-on-1 calls: each step of a call's life is one atomic statement or
+/// transaction, so two nodes (or two devices) acting at once on a call
+/// cannot both win, and timeouts are driven by deadlines stored here.
+#[async_trait]
+pub trait CallStore: Send + Sync {
+    /// Places a call, deciding in one transaction (both parties locked)
+    /// whether it rings, is missed (unreachable) or is busy.
+    async fn create_call(&self, call: &NewCall) -> Result<NewCallOutcome>;
+    /// A call by id.
+    async fn call_by_id(&self, id: Id) -> Result<Option<CallRecord>>;
+    /// Calls by id, newest first (missing ids are left out).
+    async fn calls_by_ids(&self, ids: &[Id]) -> Result<Vec<CallRecord>>;
+    /// Accepts a ringing call for `receiver_connection` (the device that
+    /// accepted, if known): exactly one of concurrent accepts wins.
+    async fn accept_call(
+        &self,
+        id: Id,
+        receiver_connection: Option<&str>,
+        media_deadline: Timestamp,
+        now: Timestamp,
+    ) -> Result<AcceptOutcome>;
+    /// Moves a call whose status is one of `from` to the final status `to`,
+    /// computing the duration from accept to now.
+    async fn finish_call(
+        &self,
+        id: Id,
+        from: &[palaver_core::call::CallStatus],
+        to: palaver_core::call::CallStatus,
+        reason: &str,
+        now: Timestamp,
+    ) -> Result<FinishOutcome>;
+    /// Records that media flows on an active call (the media timeout no
+    /// longer applies). True when this changed the call.
+    async fn mark_media_connected(&self, id: Id, now: Timestamp) -> Result<bool>;
+    /// Binds the call to one device of a party, the first time; returns the
+    /// device the call is bound to now (`connection` or an earlier one).
+    async fn bind_call_connection(&self, id: Id, caller_side: bool, connection: &str) -> Result<Option<String>>;
+    /// Moves every call whose deadline passed: ringing ones to `missed`,
+    /// active ones without media to `failed`. Each call moves once even
+    /// when several nodes sweep at the same time. Returns the moved calls.
+    async fn expire_due_calls(&self, now: Timestamp, limit: i64) -> Result<Vec<CallRecord>>;
+    /// A user's calls (placed or received), newest first.
+    async fn call_history(&self, user: UserId, page: PageRequest) -> Result<Vec<CallRecord>>;
+    /// A live (ringing or active) call the user takes part in, if any.
+    async fn live_call_of(&self, user: UserId) -> Result<Option<CallRecord>>;
+    /// Stores a quality report.
+    async fn add_call_quality(&self, call_id: Id, report: &CallQualityReport) -> Result<()>;
+    /// The latest report of each party of each call among `call_ids`.
+    async fn latest_call_quality(&self, call_ids: &[Id]) -> Result<Vec<StoredCallQuality>>;
+    /// Everyone `user` blocks or is blocked by (the matcher never pairs them).
+    async fn block_partners(&self, user: UserId) -> Result<Vec<UserId>>;
+    /// Everyone `user` was randomly matched with since `since`.
+    async fn recent_match_partners(&self, user: UserId, since: Timestamp) -> Result<Vec<UserId>>;
+}
+
+/// Chat rooms, their participants, and messages with a per-room `seq`
+/// assigned in the transaction that stores the message (see `sql/chat.rs`).
+/// Bodies are stored as given (bytes and the id of the key that sealed
+/// them); the chat service encodes and decodes them.
+#[async_trait]
+pub trait ChatStore: Send + Sync {
+    /// `ids` as users `actor` wants in a room: who exists, who is
+    /// suspended, and the blocks between them and `actor`.
+    async fn chat_candidates(&self, actor: UserId, ids: &[UserId]) -> Result<Vec<ChatCandidate>>;
+    /// The private room of two users, created with both as participants
+    /// if the pair has none (`true`). Concurrent calls for one pair find
+    /// one room.
+    async fn create_private_room(&self, creator: UserId, other: UserId, now: Timestamp) -> Result<(Id, bool)>;
+    /// A group named `name` with its creator (`announce.sender`, admin) and
+    /// `members`, and its first message `announce` (whose `room_id` is
+    /// ignored), in one transaction. NotFound when a member does not exist.
+    async fn create_group_room(
+        &self,
+        name: &str,
+        members: &[UserId],
+        announce: &NewMessage,
+    ) -> Result<(Id, StoredMessage)>;
+    /// `user`'s standing in active room `room`; `None` when not a participant.
+    async fn membership(&self, room: Id, user: UserId) -> Result<Option<Membership>>;
+    /// A room as participant `user` sees it; `None` when not a participant.
+    async fn room_for(&self, user: UserId, room: Id) -> Result<Option<RoomRecord>>;
+    /// `user`'s active rooms by last activity, newest first, after `cursor`,
+    /// with the newest message and the participants, in two queries.
+    async fn rooms_for(&self, user: UserId, cursor: Option<RoomCursor>, limit: i64) -> Result<Vec<RoomRecord>>;
+    /// Everyone in a room.
+    async fn participant_ids(&self, room: Id) -> Result<Vec<UserId>>;
+    /// Adds `user` as a member of `announce.room_id` and stores `announce`
+    /// (sent by whoever adds them), in one transaction; the room holds at
+    /// most `max_participants`.
+    async fn add_participant(&self, user: UserId, announce: &NewMessage, max_participants: i64) -> Result<AddResult>;
+    /// Removes `user` from `announce.room_id` (themselves when they are the
+    /// sender: leaving) and stores `announce`, in one transaction. A group
+    /// left without an admin gets its longest-standing member as admin; an
+    /// empty room closes. `None` (nothing changed) when the sender or `user`
+    /// is not a participant.
+    async fn remove_participant(&self, user: UserId, announce: &NewMessage) -> Result<Option<StoredMessage>>;
+    /// Renames `announce.room_id` and stores `announce`, in one transaction;
+    /// `None` when the sender is not a participant.
+    async fn rename_room(&self, name: &str, announce: &NewMessage) -> Result<Option<StoredMessage>>;
+    /// Stores a message with the room's next seq, or finds the one a retry
+    /// repeats.
+    async fn send_message(&self, message: &NewMessage) -> Result<SendResult>;
+    /// [`ChatStore::send_message`], counting a share of `moment` (which
+    /// must be active and public, else NotFound and nothing stored) in the
+    /// same transaction.
+    async fn share_moment_to_chat(&self, message: &NewMessage, moment: Id) -> Result<SendResult>;
+    /// A message by id.
+    async fn message_by_id(&self, id: Id) -> Result<Option<StoredMessage>>;
+    /// Messages of a room in seq order (deleted ones included, so seqs
+    /// have no holes).
+    async fn messages(&self, room: Id, range: MessageRange) -> Result<Vec<StoredMessage>>;
+    /// Replies to `message` with seq above `after_seq`, in seq order.
+    async fn thread(&self, message: Id, after_seq: i64, limit: i64) -> Result<Vec<StoredMessage>>;
+    /// Replaces the body of `sender`'s message and marks it edited; `None`
+    /// when it is not theirs, deleted, or a system message.
+    async fn edit_message(
+        &self,
+        id: Id,
+        sender: UserId,
+        body: &[u8],
+        body_key_id: Option<&str>,
+        now: Timestamp,
+    ) -> Result<Option<StoredMessage>>;
+    /// Deletes `sender`'s message softly: the body, media and shared moment
+    /// go (the share is uncounted), the seq stays. `None` when it is not
+    /// theirs, already deleted, or a system message.
+    async fn delete_message(&self, id: Id, sender: UserId, now: Timestamp) -> Result<Option<StoredMessage>>;
+    /// Moves `user`'s watermark in `room` forward to `seq` (at most the
+    /// room's last seq); returns the new watermark, or `None` when it did
+    /// not move (never backwards).
+    async fn mark_read(&self, room: Id, user: UserId, seq: i64) -> Result<Option<i64>>;
+    /// Participants other than the sender whose watermark covers `message`.
+    async fn read_by(&self, message: Id) -> Result<Vec<palaver_core::social::AuthorSummary>>;
+    /// Marks `user`'s unread message notifications of `room` read when
+    /// their watermark has reached the room's newest message; returns
+    /// their ids.
+    async fn mark_room_notifications_read(&self, user: UserId, room: Id, now: Timestamp) -> Result<Vec<Id>>;
+    /// Bodies of messages (not deleted) with id above `after` not sealed
+    /// with `active_key`, by id: the work of a key rotation.
+    async fn bodies_to_reseal(&self, active_key: &str, after: Id, limit: i64) -> Result<Vec<SealedBody>>;
+    /// Replaces a message body with its re-encryption, only if it is still
+    /// `old_body` (an edit meanwhile wins). False when it changed.
+    async fn reseal_body(&self, id: Id, old_body: &[u8], body: &[u8], key_id: &str) -> Result<bool>;
+    /// How many message bodies (not deleted) each key seals (None: plain).
+    async fn message_key_counts(&self) -> Result<Vec<(Option<String>, i64)>>;
+}
+
+/// Voice rooms and their participants. The room's participant and speaker
+/// counts change in the transaction that changes the participant rows, with
+/// the limits checked in the same statement as the increment.
+#[async_trait]
+pub trait VoiceStore: Send + Sync {
+    /// Creates an open, empty room.
+    async fn create_voice_room(
+        &self,
+        creator: UserId,
+        room: &palaver_core::voice::NewVoiceRoom,
+        now: Timestamp,
+    ) -> Result<palaver_core::voice::VoiceRoom>;
+    /// A room, open or closed.
+    async fn voice_room(&self, id: Id) -> Result<Option<palaver_core::voice::VoiceRoom>>;
+    /// Open rooms, newest first, filtered by topic and level.
+    async fn list_voice_rooms(
+        &self,
+        topic: Option<&str>,
+        level: Option<palaver_core::user::Level>,
+        page: PageRequest,
+    ) -> Result<Vec<palaver_core::voice::VoiceRoom>>;
+    /// Closes an open room and removes everyone in it; returns who was in
+    /// it, or `None` when it was not open.
+    async fn close_voice_room(&self, id: Id, now: Timestamp) -> Result<Option<Vec<UserId>>>;
+    /// Takes a seat: a speaker seat while one is free (the host's always),
+    /// else a listener's; refused when the room is full or closed. An empty
+    /// room's media is placed on `node`, whose SFU takes UDP at `media_addr`.
+    async fn join_voice_room(
+        &self,
+        room: Id,
+        user: UserId,
+        node: &str,
+        media_addr: &str,
+        now: Timestamp,
+    ) -> Result<VoiceJoin>;
+    /// Leaves; returns the role the user had, `None` when not in the room.
+    async fn leave_voice_room(
+        &self,
+        room: Id,
+        user: UserId,
+        now: Timestamp,
+    ) -> Result<Option<palaver_core::voice::VoiceRole>>;
+    /// Everyone in a room: host, speakers, then listeners, by join time.
+    async fn voice_participants(&self, room: Id) -> Result<Vec<palaver_core::voice::VoiceParticipant>>;
+    /// One participant.
+    async fn voice_participant(&self, room: Id, user: UserId) -> Result<Option<palaver_core::voice::VoiceParticipant>>;
+    /// Moves a participant between listener and speaker, taking or freeing
+    /// a speaker seat in the same transaction.
+    async fn set_voice_role(
+        &self,
+        room: Id,
+        user: UserId,
+        role: palaver_core::voice::VoiceRole,
+        now: Timestamp,
+    ) -> Result<RoleChange>;
+    /// Sets a participant flag; false when the user is not in the room.
+    async fn set_voice_flag(&self, room: Id, user: UserId, flag: VoiceFlag, value: bool) -> Result<bool>;
+    /// Refreshes the heartbeat of these participants, and of every
+    /// participation of `user` when given. Returns the rows touched.
+    async fn touch_voice_participants(
+        &self,
+        pairs: &[(Id, UserId)],
+        user: Option<UserId>,
+        now: Timestamp,
+    ) -> Result<u64>;
+    /// Up to `limit` participants whose heartbeat is older than `cutoff`,
+    /// oldest first.
+    async fn stale_voice_participants(&self, cutoff: Timestamp, limit: i64) -> Result<Vec<(Id, UserId)>>;
+    /// Removes (and uncounts) these participants, in one transaction; with
+    /// `stale_before`, only those whose heartbeat is still older than it (a
+    /// heartbeat since the caller looked keeps the seat).
+    async fn remove_voice_participants(
+        &self,
+        pairs: &[(Id, UserId)],
+        stale_before: Option<Timestamp>,
+        now: Timestamp,
+    ) -> Result<Vec<RemovedParticipant>>;
+    /// Removes a user from every voice room (their connection dropped).
+    async fn remove_voice_user(&self, user: UserId, now: Timestamp) -> Result<Vec<RemovedParticipant>>;
+    /// Closes open rooms that have been empty since before `cutoff`.
+    async fn close_idle_voice_rooms(&self, cutoff: Timestamp, now: Timestamp) -> Result<Vec<Id>>;
 }

@@ -124,7 +124,8 @@ impl TryFrom<UserRow> for User {
     }
 }
 
-/// A media row to insert (the upload service makes these).
+/// A media row made ready at once, without stored bytes (tests and
+/// benchmarks that need media ids; uploads go through [`NewUpload`]).
 #[derive(Debug, Clone)]
 pub struct NewMedia {
     /// Who uploaded it.
@@ -145,6 +146,50 @@ pub struct NewMedia {
     pub now: Timestamp,
 }
 
+/// An upload that is starting: its row is made first so that its id can
+/// bind the ciphertext to the row; it is not ready (not attachable, not
+/// served) until [`UploadDone`] is recorded.
+#[derive(Debug, Clone)]
+pub struct NewUpload {
+    /// Who uploads it.
+    pub owner_id: UserId,
+    /// `image`, `audio`, `video` or `file`, from the bytes.
+    pub kind: String,
+    /// MIME type, from the bytes.
+    pub content_type: String,
+    /// Where the bytes will live (a random name).
+    pub storage_key: String,
+    /// The key the bytes and file name are sealed with; None when
+    /// encryption at rest is off.
+    pub key_id: Option<String>,
+    /// Start time.
+    pub now: Timestamp,
+}
+
+/// What a finished upload stored.
+#[derive(Debug, Clone, Default)]
+pub struct UploadDone {
+    /// Plaintext size in bytes.
+    pub size_bytes: i64,
+    /// Pixel width (images).
+    pub width: Option<i32>,
+    /// Pixel height (images).
+    pub height: Option<i32>,
+    /// Playing time (audio and video, when it could be read).
+    pub duration_ms: Option<i64>,
+    /// Where the thumbnail lives (images).
+    pub thumbnail_key: Option<String>,
+    /// Thumbnail width.
+    pub thumbnail_width: Option<i32>,
+    /// Thumbnail height.
+    pub thumbnail_height: Option<i32>,
+    /// Thumbnail size in bytes.
+    pub thumbnail_size_bytes: Option<i64>,
+    /// The client's file name: sealed under the row's key, or UTF-8 when
+    /// the row has none.
+    pub filename: Option<Vec<u8>>,
+}
+
 /// A stored media item.
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct Media {
@@ -156,19 +201,52 @@ pub struct Media {
     pub kind: String,
     /// MIME type.
     pub content_type: String,
-    /// Size in bytes.
+    /// Size in bytes (of the plaintext).
     pub size_bytes: i64,
     /// Pixel width.
     pub width: Option<i32>,
     /// Pixel height.
     pub height: Option<i32>,
+    /// Playing time of audio and video, when known.
+    pub duration_ms: Option<i64>,
     /// Where the bytes live.
     pub storage_key: String,
+    /// Where the thumbnail lives (images).
+    pub thumbnail_key: Option<String>,
+    /// Thumbnail width.
+    pub thumbnail_width: Option<i32>,
+    /// Thumbnail height.
+    pub thumbnail_height: Option<i32>,
+    /// Thumbnail size in bytes.
+    pub thumbnail_size_bytes: Option<i64>,
+    /// The client's file name, sealed under `key_id` (UTF-8 when None).
+    pub filename: Option<Vec<u8>>,
+    /// The key the bytes and file name are sealed with; None: plaintext.
+    pub key_id: Option<String>,
+    /// When its bytes were stored; None while the upload runs.
+    pub ready_at: Option<Timestamp>,
     /// When it was first attached to something (unattached uploads are
     /// garbage-collected).
     pub attached_at: Option<Timestamp>,
     /// Upload time.
     pub created_at: Timestamp,
+}
+
+/// A media item's new storage after re-encryption under another key.
+#[derive(Debug, Clone)]
+pub struct MediaReseal {
+    /// The item.
+    pub id: Id,
+    /// The storage key it had (the update applies only if it still has it).
+    pub old_storage_key: String,
+    /// Where the re-encrypted bytes are.
+    pub storage_key: String,
+    /// Where the re-encrypted thumbnail is.
+    pub thumbnail_key: Option<String>,
+    /// The file name sealed under the new key.
+    pub filename: Option<Vec<u8>>,
+    /// The new key.
+    pub key_id: String,
 }
 
 /// A validated moment to insert.
@@ -412,8 +490,11 @@ pub(crate) struct MomentMediaRow {
     pub id: i64,
     pub kind: String,
     pub content_type: String,
+    pub size_bytes: i64,
     pub width: Option<i32>,
     pub height: Option<i32>,
+    pub duration_ms: Option<i64>,
+    pub has_thumbnail: bool,
 }
 
 /// A comment row as listings read it.
@@ -798,4 +879,130 @@ impl TryFrom<OutboxRow> for OutboxItem {
             expires_at: row.expires_at,
         })
     }
+}
+
+/// A `voice_rooms` row as read.
+#[derive(sqlx::FromRow)]
+pub(crate) struct VoiceRoomRow {
+    pub id: i64,
+    pub name: String,
+    pub description: String,
+    pub topic: String,
+    pub difficulty_level: String,
+    pub max_participants: i64,
+    pub max_speakers: i64,
+    pub current_participants: i64,
+    pub current_speakers: i64,
+    pub is_active: bool,
+    pub created_by: i64,
+    pub media_node: Option<String>,
+    pub media_addr: Option<String>,
+    pub created_at: Timestamp,
+    pub closed_at: Option<Timestamp>,
+}
+
+impl TryFrom<VoiceRoomRow> for palaver_core::voice::VoiceRoom {
+    type Error = StoreError;
+
+    fn try_from(row: VoiceRoomRow) -> Result<Self, StoreError> {
+        Ok(palaver_core::voice::VoiceRoom {
+            id: row.id,
+            name: row.name,
+            description: row.description,
+            topic: row.topic,
+            difficulty_level: row.difficulty_level.parse().map_err(StoreError::Corrupt)?,
+            max_participants: row.max_participants,
+            max_speakers: row.max_speakers,
+            current_participants: row.current_participants,
+            current_speakers: row.current_speakers,
+            is_active: row.is_active,
+            created_by: row.created_by,
+            media_node: row.media_node,
+            media_addr: row.media_addr,
+            created_at: row.created_at,
+            closed_at: row.closed_at,
+        })
+    }
+}
+
+/// A participant row with its user, as read.
+#[derive(sqlx::FromRow)]
+pub(crate) struct VoiceParticipantRow {
+    pub room_id: i64,
+    pub user_id: i64,
+    pub display_name: String,
+    pub avatar: Option<String>,
+    pub role: String,
+    pub is_muted: bool,
+    pub is_speaking: bool,
+    pub hand_raised: bool,
+    pub joined_at: Timestamp,
+}
+
+impl TryFrom<VoiceParticipantRow> for palaver_core::voice::VoiceParticipant {
+    type Error = StoreError;
+
+    fn try_from(row: VoiceParticipantRow) -> Result<Self, StoreError> {
+        Ok(palaver_core::voice::VoiceParticipant {
+            room_id: row.room_id,
+            user_id: row.user_id,
+            display_name: row.display_name,
+            avatar: row.avatar,
+            role: row.role.parse().map_err(StoreError::Corrupt)?,
+            is_muted: row.is_muted,
+            is_speaking: row.is_speaking,
+            hand_raised: row.hand_raised,
+            joined_at: row.joined_at,
+        })
+    }
+}
+
+/// What a join did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VoiceJoin {
+    /// Joined now, with this role.
+    Joined(palaver_core::voice::VoiceRole),
+    /// Was already in the room (the heartbeat was refreshed).
+    Already(palaver_core::voice::VoiceRole),
+    /// Every seat is taken.
+    Full,
+    /// No such room, or it is closed.
+    Closed,
+}
+
+/// What a role change did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RoleChange {
+    /// Done.
+    Changed,
+    /// The participant already had that role.
+    Unchanged,
+    /// Every speaker seat is taken.
+    NoSeat,
+    /// The user is not in the room.
+    NotParticipant,
+    /// Only listener <-> speaker changes exist (the host stays host).
+    NotAllowed,
+}
+
+/// A participant flag that changes without counters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VoiceFlag {
+    /// `is_muted`.
+    Muted,
+    /// `hand_raised`.
+    HandRaised,
+    /// `is_speaking`.
+    Speaking,
+}
+
+/// A participant removed by a sweep or a disconnect.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RemovedParticipant {
+    /// The room.
+    pub room_id: Id,
+    /// The user.
+    pub user_id: UserId,
+    /// The role they had.
+    pub role: palaver_core::voice::VoiceRole,
 }

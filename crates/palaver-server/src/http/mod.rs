@@ -2,12 +2,16 @@
 //! extract, call a service, shape the response.
 
 pub mod auth;
+pub mod calls;
+pub mod chat;
+pub mod media;
 pub mod moderation;
 pub mod moments;
 pub mod notifications;
 pub mod ops;
 pub mod relations;
 pub mod users;
+pub mod voice;
 
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
@@ -30,7 +34,11 @@ use crate::app::AppState;
         (name = "users", description = "Profiles, follows and blocks"),
         (name = "moments", description = "Moments, feeds, likes, comments and shares"),
         (name = "moderation", description = "Reports and the moderation queue"),
+        (name = "chat", description = "Conversations: rooms, participants, messages, threads and read receipts"),
         (name = "notifications", description = "Notifications, preferences and push devices"),
+        (name = "media", description = "Uploads and signed media URLs"),
+        (name = "voice", description = "Public voice rooms and their media signaling"),
+        (name = "calls", description = "1-on-1 calls, random matching and ICE servers"),
         (name = "ops", description = "Health, readiness, metrics")
     )
 )]
@@ -56,7 +64,11 @@ pub fn api_v1() -> OpenApiRouter<AppState> {
         .merge(relations::routes())
         .merge(moments::routes())
         .merge(moderation::routes())
+        .merge(chat::routes())
         .merge(notifications::routes())
+        .merge(media::routes())
+        .merge(voice::routes())
+        .merge(calls::routes())
 }
 
 /// The whole documented API: `/api/v1/...` plus the operational endpoints.

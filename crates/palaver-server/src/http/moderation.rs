@@ -24,6 +24,7 @@ pub(crate) fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(create_report))
         .routes(routes!(list_reports))
         .routes(routes!(review_report))
+        .routes(routes!(reported_message))
         .routes(routes!(list_actions))
 }
 
@@ -114,6 +115,20 @@ async fn list_reports(
 ) -> ApiResult<ApiJson<Page<Report>>> {
     let page = page_request(q.limit, q.cursor.as_deref())?;
     Ok(ApiJson(state.services.moderation.reports(&me, q.status, page).await?))
+}
+
+/// The message a report is about, decrypted for the moderation view
+/// (moderators and admins; the only way anyone outside a room reads it).
+#[utoipa::path(get, path = "/moderation/reports/{id}/message", tag = "moderation", security(("bearer" = [])),
+    params(("id" = i64, Path, description = "Report id")),
+    responses((status = 200, body = palaver_core::chat::Message), (status = 403, body = ErrorBody),
+              (status = 404, body = ErrorBody), (status = 422, body = ErrorBody, description = "not a report on a message")))]
+async fn reported_message(
+    State(state): State<AppState>,
+    Auth(me): Auth,
+    ApiPath(id): ApiPath<Id>,
+) -> ApiResult<ApiJson<palaver_core::chat::Message>> {
+    Ok(ApiJson(state.services.chat.reported_message(&me, positive("report", id)?).await?))
 }
 
 /// Reviews a report: status, notes and an action, recorded in the audit log

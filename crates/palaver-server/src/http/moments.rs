@@ -3,8 +3,9 @@
 
 use axum::extract::State;
 use axum::http::StatusCode;
+use palaver_core::chat::Message;
 use palaver_core::social::{Comment, Moment, Visibility};
-use palaver_core::{Error, Id};
+use palaver_core::{Error, FieldErrors, Id};
 use palaver_service::Page;
 use palaver_service::pagination::{page_request, positive};
 use palaver_service::social::{LikeState, MomentPatch};
@@ -97,24 +98,41 @@ pub struct PatchMoment {
     pub visibility: Option<Visibility>,
 }
 
-/// Where a share goes. Only `feed` (a repost) exists so far.
+/// Where a share goes.
 #[derive(Debug, Clone, Copy, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ShareTo {
     /// A repost in the caller's feed.
     Feed,
+    /// A message in a conversation the caller is in (`room_id`).
+    Chat,
 }
 
 /// A share.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ShareRequest {
-    /// `feed`.
+    /// `feed` or `chat`.
     pub to: ShareTo,
-    /// Words of the sharer's own, shown above the original (0 to 5000 characters).
+    /// With `chat`: the conversation.
+    pub room_id: Option<Id>,
+    /// Words of the sharer's own: above the original in a repost (0 to
+    /// 5000 characters), or the message's text in a chat (up to 4000;
+    /// default: the moment's author and opening words).
     pub content: Option<String>,
-    /// Who may see the repost (default `public`).
+    /// Who may see the repost (default `public`; `feed` only).
     pub visibility: Option<Visibility>,
+}
+
+/// What a share made: the repost (`to: feed`) or the chat message
+/// (`to: chat`, which carries `shared_moment_id`).
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(untagged)]
+pub enum ShareResult {
+    /// The repost.
+    Repost(Moment),
+    /// The message in the conversation.
+    Message(Message),
 }
 
 /// The like state after a like request.
@@ -256,23 +274,46 @@ async fn delete_moment_like(
     like_moment(state, me, id, LikeOp::Clear).await
 }
 
-/// Reposts a public moment into the caller's feed (reposting a repost
-/// reposts its original). Returns the repost.
+/// Shares a public moment (sharing a repost shares its original), counted
+/// in `shares_count`: `{"to":"feed"}` reposts it into the caller's feed and
+/// returns the repost; `{"to":"chat","room_id":…}` sends it into a
+/// conversation the caller is in as a text message carrying
+/// `shared_moment_id`, and returns the message.
 #[utoipa::path(post, path = "/moments/{id}/share", tag = "moments", security(("bearer" = [])), request_body = ShareRequest,
     params(("id" = i64, Path, description = "Moment id")),
-    responses((status = 201, body = Moment), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody),
+    responses((status = 201, body = ShareResult), (status = 400, body = ErrorBody),
+              (status = 404, body = ErrorBody, description = "the moment, or the room, is not visible to the caller"),
               (status = 422, body = ErrorBody, description = "the moment is not public"), (status = 429, body = ErrorBody)))]
 async fn share_moment(
     State(state): State<AppState>,
     Auth(me): Auth,
     ApiPath(id): ApiPath<Id>,
     ApiJson(body): ApiJson<ShareRequest>,
-) -> ApiResult<(StatusCode, ApiJson<Moment>)> {
-    let ShareTo::Feed = body.to;
-    let visibility = body.visibility.unwrap_or(Visibility::Public);
-    let repost =
-        state.services.social.share_to_feed(&me, positive("moment", id)?, body.content.as_deref(), visibility).await?;
-    Ok((StatusCode::CREATED, ApiJson(repost)))
+) -> ApiResult<(StatusCode, ApiJson<ShareResult>)> {
+    let id = positive("moment", id)?;
+    match body.to {
+        ShareTo::Feed => {
+            if body.room_id.is_some() {
+                return Err(Error::invalid("room_id", "is only for shares to a chat").into());
+            }
+            let visibility = body.visibility.unwrap_or(Visibility::Public);
+            let repost = state.services.social.share_to_feed(&me, id, body.content.as_deref(), visibility).await?;
+            Ok((StatusCode::CREATED, ApiJson(ShareResult::Repost(repost))))
+        }
+        ShareTo::Chat => {
+            let mut errors = FieldErrors::new();
+            if body.visibility.is_some() {
+                errors.add("visibility", "is only for reposts");
+            }
+            if body.room_id.is_none() {
+                errors.add("room_id", "is required for a share to a chat");
+            }
+            errors.into_result()?;
+            let room = positive("chat room", body.room_id.unwrap_or_default())?;
+            let message = state.services.chat.share_moment(&me, id, room, body.content.as_deref()).await?;
+            Ok((StatusCode::CREATED, ApiJson(ShareResult::Message(message))))
+        }
+    }
 }
 
 /// Top-level comments, oldest first, each with its first replies

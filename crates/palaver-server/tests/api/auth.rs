@@ -120,7 +120,7 @@ api_test! {
     }
 }
 
-fn forge(sub: &str, sid: &str, exp: i64, secret: &str) -> String {
+pub(crate) fn forge(sub: &str, sid: &str, exp: i64, secret: &str) -> String {
     let claims = json!({"sub": sub, "sid": sid, "iat": Utc::now().timestamp() - 3600, "exp": exp, "iss": "palaver"});
     jsonwebtoken::encode(
         &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
@@ -130,7 +130,7 @@ fn forge(sub: &str, sid: &str, exp: i64, secret: &str) -> String {
     .unwrap()
 }
 
-fn session_of(token: &str) -> (String, String) {
+pub(crate) fn session_of(token: &str) -> (String, String) {
     use base64::Engine as _;
     let payload = token.split('.').nth(1).unwrap();
     let claims: serde_json::Value =

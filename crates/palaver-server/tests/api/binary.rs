@@ -8,11 +8,11 @@ use std::time::{Duration, Instant};
 use clap::CommandFactory as _;
 use serde_json::{Value, json};
 
-const BIN: &str = env!("CARGO_BIN_EXE_palaver");
+pub(crate) const BIN: &str = env!("CARGO_BIN_EXE_palaver");
 
 /// A `palaver` command with a clean environment (no settings leak in from
 /// the developer's shell) and cheap password hashing.
-fn palaver(data_dir: &Path) -> Command {
+pub(crate) fn palaver(data_dir: &Path) -> Command {
     let mut cmd = Command::new(BIN);
     cmd.env_clear()
         .env("PALAVER_DATA_DIR", data_dir)
@@ -22,7 +22,7 @@ fn palaver(data_dir: &Path) -> Command {
     cmd
 }
 
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
@@ -35,7 +35,7 @@ fn stderr(out: &Output) -> String {
 }
 
 /// Starts the server and waits (polling, bounded) until /readyz answers.
-async fn start(mut cmd: Command, port: u16) -> Child {
+pub(crate) async fn start(mut cmd: Command, port: u16) -> Child {
     let mut child = cmd
         .env("PALAVER_LISTEN", format!("127.0.0.1:{port}"))
         .stdout(Stdio::null())
@@ -62,7 +62,7 @@ async fn start(mut cmd: Command, port: u16) -> Child {
 }
 
 /// Sends SIGTERM and waits for the exit, returning status and stderr.
-fn terminate(mut child: Child) -> (std::process::ExitStatus, String) {
+pub(crate) fn terminate(mut child: Child) -> (std::process::ExitStatus, String) {
     let ok = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
     assert!(ok.success());
     let deadline = Instant::now() + Duration::from_secs(15);
@@ -107,6 +107,10 @@ fn a_bad_setting_stops_start_up_and_is_named() {
     let out = run(palaver(dir.path()).env("PALAVER_ENV", "production"));
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr(&out).contains("PALAVER_JWT_SECRET"), "{}", stderr(&out));
+
+    let out = run(palaver(dir.path()).env("PALAVER_ENV", "production").env("PALAVER_JWT_SECRET", "x".repeat(40)));
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("PALAVER_ENCRYPTION_KEYS"), "{}", stderr(&out));
 
     let out = run(palaver(dir.path()).env("PALAVER_JWT_SECRET", "too-short"));
     assert_eq!(out.status.code(), Some(2));

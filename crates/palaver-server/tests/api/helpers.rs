@@ -15,6 +15,12 @@ use tokio_util::sync::CancellationToken;
 /// The secret test apps sign tokens with (tests forge tokens with it).
 pub const JWT_SECRET: &str = "test-secret-test-secret-test-secret-0123456789";
 
+/// Encryption keys tests configure (`id:base64`), so data written before a
+/// restart (which gets a new data folder) stays readable.
+pub const TEST_KEY_1: &str = "test1:AAsWISw3Qk1YY255hI+apbC7xtHc5/L9CBMeKTQ/SlU=";
+/// A second key, for rotation tests.
+pub const TEST_KEY_2: &str = "test2:JTA7RlFcZ3J9iJOeqbS/ytXg6/YBDBciLThDTllkb3o=";
+
 /// Which storage a test app runs on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
@@ -81,6 +87,7 @@ pub fn test_config(data_dir: &std::path::Path) -> Config {
     let mut config = Config::defaults();
     config.data_dir = data_dir.to_path_buf();
     config.jwt_secret = Some(SecretString::from(JWT_SECRET.to_owned()));
+    config.encryption_keys = Some(SecretString::from(TEST_KEY_1.to_owned()));
     config.argon2_memory_kib = 256;
     config.argon2_iterations = 1;
     config.rate_login = "1000/1m".parse().unwrap();
@@ -91,6 +98,8 @@ pub fn test_config(data_dir: &std::path::Path) -> Config {
         *rate = "100000/1m".parse().unwrap();
     }
     config.rate_reports = "1000/1m".parse().unwrap();
+    config.rate_messages = "1000000/1m".parse().unwrap();
+    config.rate_chat_rooms = "100000/1m".parse().unwrap();
     config.shutdown_grace = Duration::from_secs(2);
     // Push retries and polls on a test's time scale.
     config.push_poll_interval = Duration::from_millis(50);
@@ -407,6 +416,11 @@ impl TestApp {
     /// Stops the server gracefully and starts a new one on the same
     /// database, as a restart of the process would.
     pub async fn restart(&self) -> TestApp {
+        self.restart_with(|_| {}).await
+    }
+
+    /// [`TestApp::restart`] with a changed config (new keys, say).
+    pub async fn restart_with(&self, tweak: impl FnOnce(&mut Config)) -> TestApp {
         self.inner.shutdown.cancel();
         if let Some(server) = self.inner.server.lock().await.take() {
             let _ = tokio::time::timeout(Duration::from_secs(10), server).await;
@@ -416,6 +430,7 @@ impl TestApp {
         let data_dir = tempfile::tempdir().unwrap();
         let mut config = (*self.config).clone();
         config.data_dir = data_dir.path().to_path_buf();
+        tweak(&mut config);
         start(config, store, db, data_dir).await
     }
 

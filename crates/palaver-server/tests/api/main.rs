@@ -7,13 +7,21 @@
 
 mod helpers;
 
+mod chat;
+mod media;
 mod moderation;
 mod moments;
 mod relations;
 
 mod auth;
 mod binary;
+mod calls;
 mod errors;
 mod notifications;
 mod ops;
 mod users;
+mod voice;
+mod web;
+mod webrtc;
+mod ws;
+mod ws_chat;

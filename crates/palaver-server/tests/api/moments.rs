@@ -349,11 +349,11 @@ api_test! {
         app.post(&format!("/api/v1/moments/{m1}/like"), Some(&bob.access_token), json!({})).await.expect_error(404, "not_found");
         app.post(&format!("/api/v1/comments/{c1}/like"), Some(&bob.access_token), json!({})).await.expect_error(404, "not_found");
 
-        // Shares: only to the feed; only public moments.
+        // Shares: only public moments; into chats only of one's own rooms.
         let hidden = post_moment(&app, &ana, "followers only", "followers").await;
-        app.post(&format!("/api/v1/moments/{m2}/share"), Some(&bob.access_token), json!({"to": "chat", "room_id": 1}))
+        app.post(&format!("/api/v1/moments/{m2}/share"), Some(&bob.access_token), json!({"to": "chat", "room_id": 999_999}))
             .await
-            .expect_error(400, "validation_failed");
+            .expect_error(404, "not_found");
         app.post(&format!("/api/v1/moments/{m2}/share"), Some(&bob.access_token), json!({}))
             .await
             .expect_error(400, "validation_failed");

@@ -15,12 +15,15 @@
 //! queue in the pool instead of failing with `SQLITE_BUSY`.
 
 pub(crate) mod auth;
+pub(crate) mod calls;
+pub(crate) mod chat;
 pub(crate) mod media;
 pub(crate) mod moderation;
 pub(crate) mod moments;
 pub(crate) mod notifications;
 pub(crate) mod relations;
 pub(crate) mod users;
+pub(crate) mod voice;
 
 /// Columns of `users` as `model::UserRow` reads them, table-qualified so the
 /// list works in joins and in `RETURNING`.
@@ -43,6 +46,9 @@ macro_rules! impl_all_stores {
         $crate::sql::relations::impl_relation_store!($store);
         $crate::sql::moderation::impl_moderation_store!($store);
         $crate::sql::notifications::impl_notification_store!($store);
+        $crate::sql::calls::impl_call_store!($store);
+        $crate::sql::chat::impl_chat_store!($store);
+        $crate::sql::voice::impl_voice_store!($store);
     };
 }
 pub(crate) use impl_all_stores;

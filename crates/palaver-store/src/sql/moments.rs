@@ -157,7 +157,8 @@ macro_rules! impl_moment_store {
                 let mut media: HashMap<i64, Vec<palaver_core::social::MediaRef>> = HashMap::new();
                 if !all_ids.is_empty() {
                     let sql = format!(
-                        "SELECT mm.moment_id, md.id, md.kind, md.content_type, md.width, md.height \
+                        "SELECT mm.moment_id, md.id, md.kind, md.content_type, md.size_bytes, md.width, md.height, \
+                         md.duration_ms, md.thumbnail_key IS NOT NULL AS has_thumbnail \
                          FROM moment_media mm JOIN media md ON md.id = mm.media_id \
                          WHERE mm.moment_id IN ({}) ORDER BY mm.moment_id, mm.position",
                         $crate::sql::placeholders(1, all_ids.len())
@@ -171,8 +172,13 @@ macro_rules! impl_moment_store {
                             id: row.id,
                             kind: row.kind,
                             content_type: row.content_type,
+                            size: row.size_bytes,
                             width: row.width,
                             height: row.height,
+                            duration_ms: row.duration_ms,
+                            has_thumbnail: row.has_thumbnail,
+                            url: String::new(),
+                            thumbnail_url: None,
                         });
                     }
                 }
@@ -210,7 +216,8 @@ macro_rules! impl_moment_store {
                 .await?;
                 for (position, media_id) in new.media_ids.iter().enumerate() {
                     let attached = sqlx::query(
-                        "UPDATE media SET attached_at = COALESCE(attached_at, $3) WHERE id = $1 AND owner_id = $2",
+                        "UPDATE media SET attached_at = COALESCE(attached_at, $3) \
+                         WHERE id = $1 AND owner_id = $2 AND ready_at IS NOT NULL",
                     )
                     .bind(media_id)
                     .bind(new.user_id)

@@ -5,9 +5,13 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod auth;
+mod calls;
+mod chat;
+mod media;
 mod notifications;
 mod social;
 mod users;
+mod voice;
 
 use std::future::Future;
 use std::sync::Arc;

@@ -1,0 +1,854 @@
+//! One WebSocket connection: a reader and a writer joined with `select!`.
+//!
+//! The reader parses client frames, enforces the rate limit, authorizes
+//! and dispatches ops; answers go to the writer through a small control
+//! queue. The writer owns everything sent to the client: the bounded event
+//! queue the fan-out fills (a full queue is a slow consumer, closed with
+//! 4008 by the fan-out itself), pings, the idle timeout, and per topic the
+//! subscription state. For sequenced topics that state delivers each event
+//! once and in `seq` order: events that arrive early wait in a small
+//! buffer, a gap that does not fill within `gap_wait` is loaded from the
+//! topic's history, and a `subscribe` with `since_seq` registers for live
+//! events first, buffers them, replays history, then continues live, with
+//! duplicates at the seam dropped by `seq`.
+
+use std::collections::{BTreeMap, HashMap};
+use std::num::NonZeroU32;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::stream::{SplitSink, SplitStream};
+use futures_util::{SinkExt as _, StreamExt as _};
+use governor::clock::{Clock as _, DefaultClock};
+use governor::{Quota, RateLimiter};
+use palaver_core::Error;
+use palaver_service::Principal;
+use serde::Deserialize;
+use serde_json::{Map, Value, json};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::{Error as WsErr, Message, Utf8Bytes};
+
+use crate::close;
+use crate::frame::{self, ClientFrame, EventFrame, FrameError, WsError};
+use crate::hub::Hub;
+use crate::registry::{Conn, Item};
+use crate::topic::{Action, OpContext, Replayed, Topic, TopicKind};
+
+/// A connection's id on this node.
+pub type ConnId = u64;
+
+/// Events loaded from history per round trip.
+const REPLAY_PAGE: usize = 500;
+/// Longest wait for the broker to confirm a new topic subscription.
+const READY_TIMEOUT: Duration = Duration::from_secs(10);
+/// Longest an op handler, an authorizer or a history load may take.
+const OP_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// The wire shape a connection speaks. The native `/ws` protocol uses the
+/// defaults; the original design's routes reshape events and frames.
+pub trait Protocol: Send + Sync + 'static {
+    /// Turns a client text frame into an op.
+    fn decode(&self, text: &str) -> Result<ClientFrame, FrameError> {
+        ClientFrame::parse(text)
+    }
+    /// The frame sent for an event; `None` skips it.
+    fn event(&self, event: &EventFrame) -> Option<Utf8Bytes> {
+        Some(event.text.clone())
+    }
+    /// The frame sent when an op succeeded.
+    fn ack(&self, reference: Option<&Value>, fields: Map<String, Value>) -> Option<Utf8Bytes> {
+        Some(frame::ack(reference, fields))
+    }
+    /// The frame sent when an op failed.
+    fn error(&self, reference: Option<&Value>, topic: Option<&Topic>, err: &WsError) -> Option<Utf8Bytes> {
+        Some(frame::error(reference, topic, err))
+    }
+    /// The answer to a `ping` op.
+    fn pong(&self, reference: Option<&Value>) -> Option<Utf8Bytes> {
+        Some(frame::pong(reference))
+    }
+}
+
+/// The `/ws` protocol (docs/API.md).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct NativeProtocol;
+
+impl Protocol for NativeProtocol {}
+
+/// Who is connecting and what they get without asking.
+pub struct ConnectParams {
+    /// The authenticated user and session.
+    pub principal: Principal,
+    /// The wire shape.
+    pub protocol: Arc<dyn Protocol>,
+    /// Subscribe to `user:{id}` at once (the native protocol does).
+    pub user_topic: bool,
+    /// Further topics subscribed at once, already authorized by the
+    /// caller, each with an optional `since_seq` to replay from.
+    pub topics: Vec<(Topic, Option<i64>)>,
+}
+
+impl std::fmt::Debug for ConnectParams {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConnectParams").field("user", &self.principal.id()).field("topics", &self.topics).finish()
+    }
+}
+
+enum Control {
+    Reply(Utf8Bytes),
+    Subscribe { topic: Topic, since: Option<i64>, reference: Option<Value>, quiet: bool, kind: Arc<dyn TopicKind> },
+    Unsubscribe { topic: Topic, reference: Option<Value> },
+}
+
+enum Fetch {
+    Head(i64),
+    Events { events: Vec<Replayed>, full: bool },
+}
+
+enum Internal {
+    Ready { topic: Topic, ok: bool },
+    Fetched { topic: Topic, result: Result<Fetch, Error> },
+    Snapshot { topic: Topic, events: Vec<Replayed> },
+}
+
+/// Runs a connection until it closes.
+pub(crate) async fn run<S>(hub: Hub, mut ws: WebSocketStream<S>, params: ConnectParams)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let principal = Arc::new(params.principal);
+    let user = principal.id();
+    let (conn, rx) = match hub.registry().register(user) {
+        Ok(registered) => registered,
+        Err(refused) => {
+            let frame = CloseFrame { code: CloseCode::from(refused.code), reason: refused.reason.into() };
+            let _ = tokio::time::timeout(Duration::from_secs(2), ws.close(Some(frame))).await;
+            return;
+        }
+    };
+    let (control_tx, control_rx) = mpsc::channel(64 + params.topics.len());
+    let mut initial = Vec::new();
+    if params.user_topic {
+        initial.push((Topic::user(user), None));
+    }
+    initial.extend(params.topics);
+    for (topic, since) in initial {
+        if let Some(kind) = hub.kind(topic.kind()) {
+            let _ = control_tx.try_send(Control::Subscribe { topic, since, reference: None, quiet: true, kind });
+        }
+    }
+    let (mut sink, mut stream) = ws.split();
+    let clock = Idle::default();
+    let protocol = params.protocol;
+    {
+        let reader = read_loop(&hub, &conn, &principal, &*protocol, &mut stream, control_tx, &clock);
+        let writer = write_loop(&hub, &conn, &principal, &*protocol, &mut sink, rx, control_rx, &clock);
+        tokio::pin!(writer);
+        let reader_ended = tokio::select! {
+            reason = reader => Some(reason),
+            () = &mut writer => None,
+        };
+        if let Some(reason) = reader_ended {
+            // The reader is done (the client closed, broke a rule, or went
+            // away); it dropped its end of the control queue, so the writer
+            // sends the answers still queued (an error explaining a close)
+            // and returns.
+            if let Some((code, reason)) = reason {
+                conn.kill.set_reason(code, reason);
+            }
+            let _ = tokio::time::timeout(Duration::from_secs(1), &mut writer).await;
+        }
+    }
+    let (code, reason) = conn.kill.reason().unwrap_or((close::NORMAL, String::new()));
+    let frame = CloseFrame { code: CloseCode::from(code), reason: reason.into() };
+    hub.registry().unregister(conn.id);
+    hub.connection_closed(conn.id);
+    let sent = tokio::time::timeout(Duration::from_secs(1), sink.send(Message::Close(Some(frame)))).await;
+    if matches!(sent, Ok(Ok(()))) {
+        // The closing handshake: read (and discard) until the client's
+        // Close. Dropping the socket with unread input would reset the
+        // connection, and the client would lose what was sent before the
+        // Close (the error frames that explain it).
+        let _ = tokio::time::timeout(Duration::from_secs(2), async { while let Some(Ok(_)) = stream.next().await {} })
+            .await;
+    }
+}
+
+/// When something last arrived from the client.
+struct Idle {
+    start: Instant,
+    last_ms: AtomicU64,
+}
+
+impl Default for Idle {
+    fn default() -> Self {
+        Self { start: Instant::now(), last_ms: AtomicU64::new(0) }
+    }
+}
+
+impl Idle {
+    fn touch(&self) {
+        let ms = u64::try_from(self.start.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.last_ms.store(ms, Ordering::Relaxed);
+    }
+
+    fn last(&self) -> Instant {
+        self.start + Duration::from_millis(self.last_ms.load(Ordering::Relaxed))
+    }
+}
+
+// ---------------------------------------------------------------- reader
+
+#[allow(clippy::too_many_arguments)]
+async fn read_loop<S>(
+    hub: &Hub,
+    conn: &Arc<Conn>,
+    principal: &Arc<Principal>,
+    protocol: &dyn Protocol,
+    stream: &mut SplitStream<WebSocketStream<S>>,
+    control: mpsc::Sender<Control>,
+    idle: &Idle,
+) -> Option<(u16, String)>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let config = hub.config();
+    let burst = NonZeroU32::new(config.rate_count).unwrap_or(NonZeroU32::MIN);
+    let limiter =
+        Quota::with_period(config.rate_period / burst.get()).map(|q| RateLimiter::direct(q.allow_burst(burst)));
+    let flood_after = config.rate_count.saturating_mul(2).max(10);
+    let mut refused_in_a_row = 0u32;
+    let control = &control;
+    loop {
+        let message = match stream.next().await? {
+            Ok(message) => message,
+            Err(WsErr::Capacity(_)) => {
+                return Some((
+                    close::MESSAGE_TOO_BIG,
+                    format!("frame too large: at most {} bytes", config.max_frame_bytes),
+                ));
+            }
+            Err(WsErr::Protocol(e)) => return Some((close::PROTOCOL_ERROR, e.to_string())),
+            Err(WsErr::Utf8(_)) => return Some((1007, "text frames must be UTF-8".into())),
+            Err(_) => return None,
+        };
+        idle.touch();
+        let text = match message {
+            Message::Text(text) => text,
+            Message::Binary(_) => {
+                hub.metrics().frames_in.increment(1);
+                let err = WsError::new("unsupported_frame", "binary frames are not supported; send JSON text frames");
+                reply(control, protocol.error(None, None, &err)).await;
+                continue;
+            }
+            Message::Close(_) => return None,
+            Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => continue,
+        };
+        hub.metrics().frames_in.increment(1);
+        if let Some(limiter) = &limiter
+            && let Err(not_until) = limiter.check()
+        {
+            refused_in_a_row += 1;
+            if refused_in_a_row > flood_after {
+                return Some((close::FLOOD, "too many messages: the rate limit was ignored".into()));
+            }
+            let wait = not_until.wait_time_from(DefaultClock::default().now());
+            let mut err = WsError::new("rate_limited", "too many messages; slow down");
+            err.details = json!({ "retry_after_ms": u64::try_from(wait.as_millis()).unwrap_or(u64::MAX) });
+            reply(control, protocol.error(None, None, &err)).await;
+            continue;
+        }
+        refused_in_a_row = 0;
+        let frame = match protocol.decode(text.as_str()) {
+            Ok(frame) => frame,
+            Err(FrameError { reference, error }) => {
+                reply(control, protocol.error(reference.as_ref(), None, &error)).await;
+                continue;
+            }
+        };
+        let reference = frame.reference.clone();
+        if frame.op == "ping" {
+            reply(control, protocol.pong(reference.as_ref())).await;
+            continue;
+        }
+        match dispatch(hub, conn, principal, control, frame).await {
+            Ok(Some(fields)) => reply(control, protocol.ack(reference.as_ref(), fields)).await,
+            Ok(None) => {}
+            Err((topic, err)) => reply(control, protocol.error(reference.as_ref(), topic.as_ref(), &err)).await,
+        }
+    }
+}
+
+async fn reply(control: &mpsc::Sender<Control>, frame: Option<Utf8Bytes>) {
+    if let Some(frame) = frame {
+        let _ = control.send(Control::Reply(frame)).await;
+    }
+}
+
+type OpResult = Result<Option<Map<String, Value>>, (Option<Topic>, WsError)>;
+
+#[derive(Deserialize)]
+struct SubscribeOp {
+    topic: String,
+    #[serde(default)]
+    since_seq: Option<i64>,
+}
+
+#[derive(Deserialize)]
+struct UnsubscribeOp {
+    topic: String,
+}
+
+#[derive(Deserialize)]
+struct TypingOp {
+    topic: String,
+    is_typing: bool,
+}
+
+fn plain(err: Error) -> (Option<Topic>, WsError) {
+    (None, err.into())
+}
+
+async fn dispatch(
+    hub: &Hub,
+    conn: &Arc<Conn>,
+    principal: &Arc<Principal>,
+    control: &mpsc::Sender<Control>,
+    frame: ClientFrame,
+) -> OpResult {
+    match frame.op.as_str() {
+        "subscribe" => {
+            let op: SubscribeOp = frame.fields().map_err(plain)?;
+            let topic = Topic::parse(&op.topic).map_err(plain)?;
+            let at = |e: Error| (Some(topic.clone()), WsError::from(e));
+            if op.since_seq.is_some_and(|s| s < 0) {
+                return Err(at(Error::invalid("since_seq", "must be at least 0")));
+            }
+            let kind = hub
+                .kind(topic.kind())
+                .ok_or_else(|| at(Error::NotFound(format!("there is no topic kind `{}`", topic.kind()))))?;
+            with_timeout(kind.authorize(principal, &topic, Action::Subscribe)).await.map_err(at)?;
+            let reference = frame.reference;
+            let _ =
+                control.send(Control::Subscribe { topic, since: op.since_seq, reference, quiet: false, kind }).await;
+            Ok(None)
+        }
+        "unsubscribe" => {
+            let op: UnsubscribeOp = frame.fields().map_err(plain)?;
+            let topic = Topic::parse(&op.topic).map_err(plain)?;
+            let _ = control.send(Control::Unsubscribe { topic, reference: frame.reference }).await;
+            Ok(None)
+        }
+        "typing" => {
+            let op: TypingOp = frame.fields().map_err(plain)?;
+            let topic = Topic::parse(&op.topic).map_err(plain)?;
+            if !hub.registry().is_subscribed(conn.id, &topic) {
+                return Err((Some(topic), WsError::new("not_subscribed", "subscribe to the topic first")));
+            }
+            if !hub.kind(topic.kind()).is_some_and(|k| k.typing()) {
+                let err = Error::BadRequest(format!("typing is not supported on {topic}"));
+                return Err((Some(topic), err.into()));
+            }
+            hub.typing_update(conn.id, conn.user, &topic, op.is_typing);
+            Ok(frame.reference.map(|_| Map::new()))
+        }
+        op => {
+            let Some(handler) = hub.op(op) else {
+                return Err((None, WsError::new("unknown_op", format!("unknown op `{op}`"))));
+            };
+            let topic = frame.body.get("topic").and_then(Value::as_str).and_then(|t| Topic::parse(t).ok());
+            let ctx = OpContext {
+                user: conn.user,
+                principal: principal.clone(),
+                conn: conn.id,
+                connection: hub.registry().key(conn.id),
+                hub: hub.clone(),
+            };
+            with_timeout(handler.handle(&ctx, frame.body)).await.map(Some).map_err(|e| (topic, e.into()))
+        }
+    }
+}
+
+async fn with_timeout<T>(fut: impl std::future::Future<Output = Result<T, Error>>) -> Result<T, Error> {
+    tokio::time::timeout(OP_TIMEOUT, fut)
+        .await
+        .unwrap_or_else(|_| Err(Error::Unavailable("the server took too long to answer; retry".into())))
+}
+
+// ---------------------------------------------------------------- writer
+
+enum Phase {
+    /// Registered for live events; waiting for the broker to confirm.
+    Waiting { buffer: Vec<Arc<EventFrame>>, since: Option<i64>, reference: Option<Value>, quiet: bool },
+    /// Delivering; sequenced topics track their `seq`.
+    Live(Option<SeqTrack>),
+}
+
+struct TopicState {
+    kind: Arc<dyn TopicKind>,
+    phase: Phase,
+}
+
+/// Exactly-once, in-order delivery of one sequenced topic.
+struct SeqTrack {
+    /// Every event up to this `seq` was sent (or predates the
+    /// subscription).
+    last: i64,
+    /// Events ahead of a gap.
+    pending: BTreeMap<i64, Arc<EventFrame>>,
+    /// A history load is running: live events wait in `pending`.
+    fetching: bool,
+    /// Since when a gap has been open.
+    gap_since: Option<Instant>,
+    /// Events replayed by the current load.
+    replayed: usize,
+    /// A subscribe without `since_seq` is acked once the head is known:
+    /// every event after the ack is then delivered (the `ref`, if any).
+    ack_at_head: Option<Option<Value>>,
+}
+
+struct Out<'a> {
+    frames: &'a mut Vec<Message>,
+    protocol: &'a dyn Protocol,
+}
+
+impl Out<'_> {
+    fn event(&mut self, event: &EventFrame) {
+        if let Some(text) = self.protocol.event(event) {
+            self.frames.push(Message::Text(text));
+        }
+    }
+
+    fn text(&mut self, text: Option<Utf8Bytes>) {
+        if let Some(text) = text {
+            self.frames.push(Message::Text(text));
+        }
+    }
+}
+
+impl SeqTrack {
+    fn offer(&mut self, seq: i64, event: Arc<EventFrame>, out: &mut Out<'_>) {
+        if seq <= self.last {
+            return;
+        }
+        if self.fetching || seq != self.last + 1 {
+            self.pending.insert(seq, event);
+            if !self.fetching && self.gap_since.is_none() {
+                self.gap_since = Some(Instant::now());
+            }
+            return;
+        }
+        out.event(&event);
+        self.last = seq;
+        self.drain(out);
+    }
+
+    fn drain(&mut self, out: &mut Out<'_>) {
+        while let Some(entry) = self.pending.first_entry() {
+            let seq = *entry.key();
+            if seq <= self.last {
+                entry.remove();
+            } else if seq == self.last + 1 {
+                out.event(&entry.remove());
+                self.last = seq;
+            } else {
+                break;
+            }
+        }
+        self.gap_since = if self.pending.is_empty() { None } else { self.gap_since.or(Some(Instant::now())) };
+    }
+}
+
+struct Writer<'a> {
+    hub: &'a Hub,
+    conn: &'a Arc<Conn>,
+    principal: &'a Arc<Principal>,
+    protocol: &'a dyn Protocol,
+    topics: HashMap<Topic, TopicState>,
+    frames: Vec<Message>,
+    internal: mpsc::UnboundedSender<Internal>,
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn write_loop<S>(
+    hub: &Hub,
+    conn: &Arc<Conn>,
+    principal: &Arc<Principal>,
+    protocol: &dyn Protocol,
+    sink: &mut SplitSink<WebSocketStream<S>, Message>,
+    mut rx: mpsc::Receiver<Item>,
+    mut control: mpsc::Receiver<Control>,
+    idle: &Idle,
+) where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let config = hub.config().clone();
+    let (internal, mut internal_rx) = mpsc::unbounded_channel();
+    let mut w = Writer { hub, conn, principal, protocol, topics: HashMap::new(), frames: Vec::new(), internal };
+    let mut batch = Vec::with_capacity(64);
+    let mut ping = tokio::time::interval_at(Instant::now() + config.ping_interval, config.ping_interval);
+    ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let shutdown = hub.conn_shutdown().clone();
+    let far = Duration::from_secs(86_400);
+    loop {
+        let idle_deadline = idle.last() + config.idle_timeout;
+        let gap_deadline = w.gap_deadline(config.gap_wait);
+        tokio::select! {
+            biased;
+            () = conn.kill.token().cancelled() => return,
+            () = shutdown.cancelled() => {
+                conn.kill.kill(close::GOING_AWAY, "the server is shutting down; reconnect");
+                return;
+            }
+            c = control.recv() => match c {
+                Some(c) => w.control(c),
+                None => return,
+            },
+            Some(i) = internal_rx.recv() => w.internal(i),
+            n = rx.recv_many(&mut batch, 64) => {
+                if n == 0 {
+                    return;
+                }
+                for item in batch.drain(..) {
+                    w.item(item);
+                }
+            }
+            _ = ping.tick() => w.frames.push(Message::Ping(Bytes::new())),
+            () = tokio::time::sleep_until(idle_deadline) => {
+                if idle.last() + config.idle_timeout <= Instant::now() {
+                    conn.kill.kill(
+                        close::HEARTBEAT_TIMEOUT,
+                        format!("nothing received for {} s (answer pings)", config.idle_timeout.as_secs()),
+                    );
+                    return;
+                }
+            }
+            () = tokio::time::sleep_until(gap_deadline.unwrap_or_else(|| Instant::now() + far)), if gap_deadline.is_some() => {
+                w.fill_gaps(config.gap_wait);
+            }
+        }
+        if w.frames.is_empty() {
+            continue;
+        }
+        let count = w.frames.len() as u64;
+        let frames = &mut w.frames;
+        let write = async {
+            for message in frames.drain(..) {
+                sink.feed(message).await?;
+            }
+            sink.flush().await
+        };
+        tokio::select! {
+            biased;
+            () = conn.kill.token().cancelled() => return,
+            result = tokio::time::timeout(config.write_timeout, write) => match result {
+                Ok(Ok(())) => hub.metrics().frames_out.increment(count),
+                Ok(Err(_)) => return,
+                Err(_) => {
+                    conn.kill.kill(close::SLOW_CONSUMER, close::SLOW_CONSUMER_REASON);
+                    return;
+                }
+            }
+        }
+    }
+}
+
+impl Writer<'_> {
+    fn out(&mut self) -> Out<'_> {
+        Out { frames: &mut self.frames, protocol: self.protocol }
+    }
+
+    fn control(&mut self, control: Control) {
+        match control {
+            Control::Reply(text) => self.frames.push(Message::Text(text)),
+            Control::Subscribe { topic, since, reference, quiet, kind } => {
+                if self.topics.contains_key(&topic) {
+                    if !quiet {
+                        let mut fields = Map::new();
+                        fields.insert("topic".into(), Value::String(topic.as_str().to_owned()));
+                        fields.insert("already_subscribed".into(), Value::Bool(true));
+                        let ack = self.protocol.ack(reference.as_ref(), fields);
+                        self.out().text(ack);
+                    }
+                    return;
+                }
+                let Some(mut ready) = self.hub.registry().subscribe(self.conn, &topic, kind.tracks_viewers()) else {
+                    return;
+                };
+                self.topics.insert(
+                    topic.clone(),
+                    TopicState { kind, phase: Phase::Waiting { buffer: Vec::new(), since, reference, quiet } },
+                );
+                let internal = self.internal.clone();
+                tokio::spawn(async move {
+                    let ok = matches!(tokio::time::timeout(READY_TIMEOUT, ready.wait_for(|r| *r)).await, Ok(Ok(_)));
+                    let _ = internal.send(Internal::Ready { topic, ok });
+                });
+            }
+            Control::Unsubscribe { topic, reference } => {
+                if self.topics.remove(&topic).is_some() {
+                    self.hub.registry().unsubscribe(self.conn, &topic);
+                    let mut fields = Map::new();
+                    fields.insert("topic".into(), Value::String(topic.as_str().to_owned()));
+                    let ack = self.protocol.ack(reference.as_ref(), fields);
+                    self.out().text(ack);
+                } else {
+                    let err = WsError::new("not_subscribed", format!("not subscribed to {topic}"));
+                    let frame = self.protocol.error(reference.as_ref(), Some(&topic), &err);
+                    self.out().text(frame);
+                }
+            }
+        }
+    }
+
+    fn internal(&mut self, internal: Internal) {
+        match internal {
+            Internal::Ready { topic, ok } => self.ready(topic, ok),
+            Internal::Fetched { topic, result } => self.fetched(topic, result),
+            Internal::Snapshot { topic, events } => {
+                if matches!(self.topics.get(&topic), Some(TopicState { phase: Phase::Live(_), .. })) {
+                    for event in events {
+                        let frame = EventFrame::build(&topic, &event.event_type, event.seq, &event.data);
+                        self.out().event(&frame);
+                    }
+                }
+            }
+        }
+    }
+
+    fn ready(&mut self, topic: Topic, ok: bool) {
+        let Some(state) = self.topics.get_mut(&topic) else { return };
+        let Phase::Waiting { buffer, since, reference, quiet } = std::mem::replace(&mut state.phase, Phase::Live(None))
+        else {
+            return;
+        };
+        let kind = state.kind.clone();
+        // A sequenced subscribe without `since_seq` starts at the head, read
+        // after registering for live events; its ack waits for the head, so
+        // everything committed after the ack reaches the client.
+        let ack_at_head = kind.sequenced() && since.is_none() && !quiet;
+        if ok && kind.sequenced() {
+            let track = SeqTrack {
+                last: since.unwrap_or(0),
+                pending: BTreeMap::new(),
+                fetching: true,
+                gap_since: None,
+                replayed: 0,
+                ack_at_head: ack_at_head.then(|| reference.clone()),
+            };
+            state.phase = Phase::Live(Some(track));
+        }
+        if !ok {
+            self.topics.remove(&topic);
+            self.hub.registry().unsubscribe(self.conn, &topic);
+            let err = WsError::from(Error::Unavailable("cannot subscribe right now; retry".into()));
+            let frame = self.protocol.error(reference.as_ref(), Some(&topic), &err);
+            self.out().text(frame);
+            return;
+        }
+        if !quiet && !ack_at_head {
+            let mut fields = Map::new();
+            fields.insert("topic".into(), Value::String(topic.as_str().to_owned()));
+            let ack = self.protocol.ack(reference.as_ref(), fields);
+            self.out().text(ack);
+        }
+        if kind.sequenced() {
+            self.spawn_fetch(&kind, &topic, since);
+        }
+        for event in buffer {
+            self.event(event);
+        }
+        self.spawn_snapshot(kind, topic);
+    }
+
+    fn fetched(&mut self, topic: Topic, result: Result<Fetch, Error>) {
+        let max_replay = self.hub.config().max_replay;
+        let Writer { topics, frames, protocol, .. } = self;
+        let Some(state) = topics.get_mut(&topic) else { return };
+        let Phase::Live(Some(track)) = &mut state.phase else { return };
+        let mut out = Out { frames, protocol: *protocol };
+        let follow_up = match result {
+            Err(e) => {
+                tracing::warn!(error = %e, %topic, "cannot load history for a connection");
+                self.conn.kill.kill(
+                    close::INTERNAL_ERROR,
+                    format!("cannot load the history of {topic}; reconnect and resubscribe with since_seq"),
+                );
+                return;
+            }
+            Ok(Fetch::Head(head)) => {
+                if let Some(reference) = track.ack_at_head.take() {
+                    let mut fields = Map::new();
+                    fields.insert("topic".into(), Value::String(topic.as_str().to_owned()));
+                    out.text(protocol.ack(reference.as_ref(), fields));
+                }
+                track.last = track.last.max(head);
+                track.fetching = false;
+                track.replayed = 0;
+                track.drain(&mut out);
+                None
+            }
+            Ok(Fetch::Events { events, full }) => {
+                for event in events {
+                    match event.seq {
+                        Some(seq) if seq > track.last => {
+                            out.event(&EventFrame::build(&topic, &event.event_type, Some(seq), &event.data));
+                            track.last = seq;
+                            track.replayed += 1;
+                        }
+                        Some(_) => {}
+                        None => out.event(&EventFrame::build(&topic, &event.event_type, None, &event.data)),
+                    }
+                }
+                if !full {
+                    track.fetching = false;
+                    track.replayed = 0;
+                    track.drain(&mut out);
+                    None
+                } else if track.replayed >= max_replay {
+                    let err = WsError::new(
+                        "resync_required",
+                        format!("more than {max_replay} events were missed; load the history over REST"),
+                    );
+                    out.text(protocol.error(None, Some(&topic), &err));
+                    Some(None)
+                } else {
+                    Some(Some(track.last))
+                }
+            }
+        };
+        if let Some(after) = follow_up {
+            let kind = state.kind.clone();
+            self.spawn_fetch(&kind, &topic, after);
+        }
+    }
+
+    fn item(&mut self, item: Item) {
+        match item {
+            Item::Event(event) => self.event(event),
+            Item::Revoked(topic) => {
+                if self.topics.remove(&topic).is_some() {
+                    let frame = EventFrame::build(&topic, "unsubscribed", None, &json!({"reason": "revoked"}));
+                    self.out().event(&frame);
+                }
+            }
+            Item::Direct(event) => self.out().event(&event),
+            Item::Resync => {
+                let mut loads = Vec::new();
+                for (topic, state) in &mut self.topics {
+                    if let Phase::Live(Some(track)) = &mut state.phase
+                        && !track.fetching
+                    {
+                        track.fetching = true;
+                        track.gap_since = None;
+                        loads.push((state.kind.clone(), topic.clone(), track.last));
+                    }
+                }
+                for (kind, topic, after) in loads {
+                    self.spawn_fetch(&kind, &topic, Some(after));
+                }
+            }
+        }
+    }
+
+    fn event(&mut self, event: Arc<EventFrame>) {
+        let capacity = self.hub.config().queue_capacity;
+        let Writer { topics, frames, protocol, conn, .. } = self;
+        let Some(state) = topics.get_mut(&event.topic) else { return };
+        let mut out = Out { frames, protocol: *protocol };
+        match &mut state.phase {
+            Phase::Waiting { buffer, .. } => {
+                if buffer.len() >= capacity {
+                    conn.kill.kill(close::SLOW_CONSUMER, close::SLOW_CONSUMER_REASON);
+                } else {
+                    buffer.push(event);
+                }
+            }
+            Phase::Live(None) => out.event(&event),
+            Phase::Live(Some(track)) => match event.seq {
+                None => out.event(&event),
+                Some(seq) => {
+                    track.offer(seq, event, &mut out);
+                    if track.pending.len() > capacity {
+                        conn.kill.kill(close::SLOW_CONSUMER, close::SLOW_CONSUMER_REASON);
+                    }
+                }
+            },
+        }
+    }
+
+    fn gap_deadline(&self, wait: Duration) -> Option<Instant> {
+        self.topics
+            .values()
+            .filter_map(|s| match &s.phase {
+                Phase::Live(Some(track)) if !track.fetching => track.gap_since.map(|t| t + wait),
+                _ => None,
+            })
+            .min()
+    }
+
+    fn fill_gaps(&mut self, wait: Duration) {
+        let now = Instant::now();
+        let mut loads = Vec::new();
+        for (topic, state) in &mut self.topics {
+            if let Phase::Live(Some(track)) = &mut state.phase
+                && !track.fetching
+                && track.gap_since.is_some_and(|t| t + wait <= now)
+            {
+                track.fetching = true;
+                track.gap_since = None;
+                loads.push((state.kind.clone(), topic.clone(), track.last));
+            }
+        }
+        for (kind, topic, after) in loads {
+            self.spawn_fetch(&kind, &topic, Some(after));
+        }
+    }
+
+    /// Loads the head (`after` = None) or a page of history after `after`.
+    fn spawn_fetch(&self, kind: &Arc<dyn TopicKind>, topic: &Topic, after: Option<i64>) {
+        let (kind, topic, internal, who) = (kind.clone(), topic.clone(), self.internal.clone(), self.principal.clone());
+        tokio::spawn(async move {
+            let result = match after {
+                None => with_timeout(kind.head(&who, &topic)).await.map(Fetch::Head),
+                Some(after) => with_timeout(kind.replay(&who, &topic, after, REPLAY_PAGE)).await.map(|events| {
+                    let full = events.len() >= REPLAY_PAGE;
+                    Fetch::Events { events, full }
+                }),
+            };
+            let _ = internal.send(Internal::Fetched { topic, result });
+        });
+    }
+
+    fn spawn_snapshot(&self, kind: Arc<dyn TopicKind>, topic: Topic) {
+        let (hub, internal, who) = (self.hub.clone(), self.internal.clone(), self.principal.clone());
+        let user = who.id();
+        tokio::spawn(async move {
+            let mut events = with_timeout(kind.snapshot(&who, &topic)).await.unwrap_or_else(|e| {
+                tracing::warn!(error = %e, %topic, "snapshot failed");
+                Vec::new()
+            });
+            if kind.typing() {
+                for typer in hub.typing_now(&topic).await {
+                    if typer != user {
+                        events.push(Replayed {
+                            event_type: "typing".into(),
+                            seq: None,
+                            data: json!({"user_id": typer, "is_typing": true}),
+                        });
+                    }
+                }
+            }
+            if !events.is_empty() {
+                let _ = internal.send(Internal::Snapshot { topic, events });
+            }
+        });
+    }
+}

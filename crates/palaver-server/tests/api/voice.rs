@@ -1,0 +1,509 @@
+//! Voice rooms over HTTP: the room API, seats under concurrent joins,
+//! roles and permissions, liveness, and media end to end: real WebRTC
+//! client peers (str0m over UDP on loopback) signal through the API and
+//! exchange audio through the server's SFU.
+//!
+//! Events are observed on real WebSocket connections (`/ws`, topic
+//! `voice:{id}`), and media signaling goes over the `signal` op with
+//! `room_id`, as a browser client does.
+
+use std::time::{Duration, Instant};
+
+use futures_util::{SinkExt as _, StreamExt as _};
+use palaver_core::user::Role;
+use palaver_realtime::tokio_tungstenite::connect_async;
+use palaver_realtime::tokio_tungstenite::tungstenite::Message;
+use palaver_sfu::TrackInfo;
+use palaver_sfu::client::{ClientOptions, SfuClient};
+use serde_json::{Value, json};
+use tokio::sync::{broadcast, mpsc};
+
+use crate::helpers::{TestApp, TestUser, api_test};
+
+const WAIT: Duration = Duration::from_secs(15);
+
+async fn create_room(app: &TestApp, host: &TestUser, body: Value) -> i64 {
+    app.post("/api/v1/voice-rooms", Some(&host.access_token), body).await.expect(201)["id"].as_i64().unwrap()
+}
+
+fn room_body(topic: &str, level: &str, max_participants: i64) -> Value {
+    json!({"name": "Talk", "description": "practice", "topic": topic, "difficulty_level": level,
+           "max_participants": max_participants})
+}
+
+/// A WebSocket client whose frames are read in the background: any number
+/// of waiters can watch them, and it never blocks on an idle socket.
+#[derive(Clone)]
+struct Socket {
+    out: mpsc::UnboundedSender<Message>,
+    frames: broadcast::Sender<Value>,
+}
+
+impl Socket {
+    async fn connect(app: &TestApp, path: &str, token: &str) -> Socket {
+        let (ws, _) = connect_async(format!("ws://{}{}?token={}", app.addr, path, token)).await.unwrap();
+        let (mut sink, mut stream) = ws.split();
+        let (out, mut rx) = mpsc::unbounded_channel::<Message>();
+        let (frames, _) = broadcast::channel(4096);
+        let tx = frames.clone();
+        tokio::spawn(async move {
+            while let Some(Ok(message)) = stream.next().await {
+                if let Message::Text(text) = message
+                    && let Ok(v) = serde_json::from_str::<Value>(text.as_str())
+                {
+                    let _ = tx.send(v);
+                }
+            }
+        });
+        tokio::spawn(async move {
+            while let Some(m) = rx.recv().await {
+                let close = matches!(m, Message::Close(_));
+                if sink.send(m).await.is_err() || close {
+                    break;
+                }
+            }
+        });
+        Socket { out, frames }
+    }
+
+    fn watch(&self) -> broadcast::Receiver<Value> {
+        self.frames.subscribe()
+    }
+
+    fn send(&self, frame: Value) {
+        let _ = self.out.send(Message::Text(frame.to_string().into()));
+    }
+
+    fn close(&self) {
+        let _ = self.out.send(Message::Close(None));
+    }
+
+    /// Sends an op with `ref` and returns its ack or error.
+    async fn request(&self, mut frame: Value) -> Value {
+        let reference = uuid::Uuid::new_v4().to_string();
+        frame["ref"] = json!(reference);
+        let mut rx = self.watch();
+        self.send(frame);
+        next_frame(&mut rx, WAIT, |f| f["ref"] == reference.as_str()).await.expect("an answer to the op")
+    }
+}
+
+/// The next frame matching `want`, within `limit`.
+async fn next_frame(
+    rx: &mut broadcast::Receiver<Value>,
+    limit: Duration,
+    want: impl Fn(&Value) -> bool,
+) -> Option<Value> {
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        match tokio::time::timeout_at(deadline, rx.recv()).await {
+            Ok(Ok(f)) if want(&f) => return Some(f),
+            Ok(Ok(_)) | Ok(Err(broadcast::error::RecvError::Lagged(_))) => continue,
+            _ => return None,
+        }
+    }
+}
+
+/// The next event of `event_type` on `topic`.
+async fn next_event(
+    rx: &mut broadcast::Receiver<Value>,
+    topic: &str,
+    event_type: &str,
+    limit: Duration,
+) -> Option<Value> {
+    next_frame(rx, limit, |f| f["op"] == "event" && f["topic"] == topic && f["type"] == event_type)
+        .await
+        .map(|f| f["data"].clone())
+}
+
+/// Connects `/ws` and subscribes to the room's topic.
+async fn observe(app: &TestApp, user: &TestUser, room: i64) -> Socket {
+    let ws = Socket::connect(app, "/ws", &user.access_token).await;
+    let ack = ws.request(json!({"op": "subscribe", "topic": format!("voice:{room}")})).await;
+    assert_eq!(ack["op"], "ack", "subscribed: {ack}");
+    ws
+}
+
+api_test! {
+    async fn rooms_are_created_listed_filtered_and_closed(app) {
+        let host = app.register("host@voice.org").await;
+        let other = app.register("other@voice.org").await;
+        let travel = create_room(&app, &host, room_body("Travel", "beginner", 20)).await;
+        let business = create_room(&app, &host, room_body("business", "advanced", 20)).await;
+
+        let all = app.get("/api/v1/voice-rooms", &other.access_token).await.expect(200);
+        let ids: Vec<i64> = all["items"].as_array().unwrap().iter().map(|r| r["id"].as_i64().unwrap()).collect();
+        assert_eq!(ids, vec![business, travel]);
+        let filtered = app.get("/api/v1/voice-rooms?topic=travel&difficulty_level=beginner", &other.access_token).await.expect(200);
+        assert_eq!(filtered["items"].as_array().unwrap().len(), 1);
+        assert_eq!(filtered["items"][0]["topic"], "travel");
+        let none = app.get("/api/v1/voice-rooms?topic=travel&difficulty_level=advanced", &other.access_token).await.expect(200);
+        assert!(none["items"].as_array().unwrap().is_empty());
+        app.get("/api/v1/voice-rooms?difficulty_level=expert", &other.access_token).await.expect_error(400, "validation_failed");
+
+        // Bad input changes nothing.
+        app.post("/api/v1/voice-rooms", Some(&host.access_token), json!({"name": "", "topic": "x", "difficulty_level": "beginner"}))
+            .await.expect_error(400, "validation_failed");
+        app.post("/api/v1/voice-rooms", Some(&host.access_token), room_body("x", "beginner", 100_000))
+            .await.expect_error(400, "validation_failed");
+        app.get("/api/v1/voice-rooms/999999", &other.access_token).await.expect_error(404, "not_found");
+        app.get("/api/v1/voice-rooms/abc", &other.access_token).await.expect_error(400, "bad_request");
+
+        // Joining shows live counts in the list.
+        app.post(&format!("/api/v1/voice-rooms/{travel}/join"), Some(&other.access_token), json!({})).await.expect(200);
+        let room = app.get(&format!("/api/v1/voice-rooms/{travel}"), &host.access_token).await.expect(200);
+        assert_eq!((room["current_participants"].as_i64(), room["current_speakers"].as_i64()), (Some(1), Some(1)));
+
+        // Only the creator (or a moderator) closes it.
+        app.delete(&format!("/api/v1/voice-rooms/{travel}"), &other.access_token).await.expect_error(403, "forbidden");
+        app.delete(&format!("/api/v1/voice-rooms/{travel}"), &host.access_token).await.expect(204);
+        let closed = app.get(&format!("/api/v1/voice-rooms/{travel}"), &host.access_token).await.expect(200);
+        assert_eq!((closed["is_active"].as_bool(), closed["current_participants"].as_i64()), (Some(false), Some(0)));
+        app.post(&format!("/api/v1/voice-rooms/{travel}/join"), Some(&other.access_token), json!({})).await.expect_error(404, "not_found");
+        let all = app.get("/api/v1/voice-rooms", &other.access_token).await.expect(200);
+        assert_eq!(all["items"].as_array().unwrap().len(), 1);
+    }
+}
+
+api_test! {
+    async fn thirty_concurrent_joins_seat_exactly_ten_speakers(app) {
+        let host = app.register("host@seats.org").await;
+        let room = create_room(&app, &host, json!({"name": "Big", "topic": "t", "difficulty_level": "intermediate",
+                                                    "max_participants": 25, "max_speakers": 10})).await;
+        let mut users = Vec::new();
+        for i in 0..30 {
+            users.push(app.register(&format!("u{i}@seats.org")).await);
+        }
+        let mut tasks = Vec::new();
+        for u in users {
+            let app = app.clone();
+            tasks.push(tokio::spawn(async move {
+                app.post(&format!("/api/v1/voice-rooms/{room}/join"), Some(&u.access_token), json!({})).await
+            }));
+        }
+        let (mut speakers, mut listeners, mut full) = (0, 0, 0);
+        for t in tasks {
+            let reply = t.await.unwrap();
+            match reply.status.as_u16() {
+                200 => match reply.body["me"]["role"].as_str() {
+                    Some("speaker") => speakers += 1,
+                    Some("listener") => listeners += 1,
+                    other => panic!("unexpected role {other:?}"),
+                },
+                409 => full += 1,
+                other => panic!("unexpected status {other}: {}", reply.body),
+            }
+        }
+        assert_eq!((speakers, listeners, full), (10, 15, 5));
+        let r = app.get(&format!("/api/v1/voice-rooms/{room}"), &host.access_token).await.expect(200);
+        let people = app.get(&format!("/api/v1/voice-rooms/{room}/participants"), &host.access_token).await.expect(200);
+        let people = people.as_array().unwrap();
+        assert_eq!(r["current_participants"].as_i64(), Some(people.len() as i64));
+        assert_eq!(r["current_speakers"].as_i64(), Some(people.iter().filter(|p| p["role"] == "speaker").count() as i64));
+        assert_eq!((people.len(), r["current_speakers"].as_i64()), (25, Some(10)));
+    }
+}
+
+api_test! {
+    async fn roles_hands_mutes_and_removals_follow_the_rules(app) {
+        let host = app.register("host@roles.org").await;
+        let a = app.register("a@roles.org").await;
+        let b = app.register("b@roles.org").await;
+        let outsider = app.register("out@roles.org").await;
+        let room = create_room(&app, &host, json!({"name": "R", "topic": "t", "difficulty_level": "beginner",
+                                                    "max_participants": 10, "max_speakers": 2})).await;
+        let base = format!("/api/v1/voice-rooms/{room}");
+        // Only participants may subscribe to the room's events.
+        let outsider_ws = Socket::connect(&app, "/ws", &outsider.access_token).await;
+        let refused = outsider_ws.request(json!({"op": "subscribe", "topic": format!("voice:{room}")})).await;
+        assert_eq!((refused["op"].as_str(), refused["code"].as_str()), (Some("error"), Some("forbidden")), "{refused}");
+        let me = app.post(&format!("{base}/join"), Some(&host.access_token), json!({})).await.expect(200);
+        assert_eq!(me["me"]["role"], "host");
+        let host_ws = observe(&app, &host, room).await;
+        let mut events = host_ws.watch();
+        let topic = format!("voice:{room}");
+        assert!(me["media"]["udp"].as_str().unwrap().starts_with("127.0.0.1:"));
+        assert_eq!(me["media"]["publish"]["audio"], true);
+        assert_eq!(me["media"]["audio"]["codec"], "opus");
+        assert!(me["media"]["ice_servers"].is_array());
+        assert_eq!(app.post(&format!("{base}/join"), Some(&a.access_token), json!({})).await.expect(200)["me"]["role"], "speaker");
+        let joined = next_event(&mut events, &topic, "participant_joined", WAIT).await.unwrap();
+        assert_eq!((joined["user_id"].as_i64(), joined["participant_count"].as_i64()), (Some(a.id), Some(2)));
+        let joined_b = app.post(&format!("{base}/join"), Some(&b.access_token), json!({})).await.expect(200);
+        assert_eq!(joined_b["me"]["role"], "listener");
+        assert_eq!(joined_b["media"]["publish"]["audio"], false);
+
+        // A listener raises a hand; a speaker cannot.
+        let hand = app.post(&format!("{base}/hand"), Some(&b.access_token), json!({"raised": true})).await.expect(200);
+        assert_eq!(hand["hand_raised"], true);
+        let raised = next_event(&mut events, &topic, "hand_raised", WAIT).await.unwrap();
+        assert_eq!(raised["user_id"].as_i64(), Some(b.id));
+        app.post(&format!("{base}/hand"), Some(&a.access_token), json!({"raised": true})).await.expect_error(422, "unprocessable");
+
+        // Only the host changes others' roles; seats are capped.
+        let role = |id: i64| format!("{base}/participants/{id}/role");
+        app.post(&role(b.id), Some(&a.access_token), json!({"role": "speaker"})).await.expect_error(403, "forbidden");
+        app.post(&role(b.id), Some(&outsider.access_token), json!({"role": "speaker"})).await.expect_error(403, "forbidden");
+        app.post(&role(b.id), Some(&host.access_token), json!({"role": "speaker"})).await.expect_error(409, "conflict");
+        app.post(&role(a.id), Some(&host.access_token), json!({"role": "listener"})).await.expect(200);
+        let promoted = app.post(&role(b.id), Some(&host.access_token), json!({"role": "speaker"})).await.expect(200);
+        assert_eq!((promoted["role"].as_str(), promoted["hand_raised"].as_bool()), (Some("speaker"), Some(false)));
+        let changed = next_frame(&mut events, WAIT, |f| f["type"] == "role_changed" && f["data"]["user_id"] == b.id).await.unwrap();
+        assert_eq!(changed["data"]["role"], "speaker");
+        app.post(&role(host.id), Some(&host.access_token), json!({"role": "listener"})).await.expect_error(422, "unprocessable");
+        app.post(&role(b.id), Some(&host.access_token), json!({"role": "host"})).await.expect_error(400, "validation_failed");
+        // Anyone steps down on their own.
+        app.post(&role(b.id), Some(&b.access_token), json!({"role": "listener"})).await.expect(200);
+
+        // Mutes: oneself either way; the host mutes others but cannot unmute them.
+        let mute = |id: i64| format!("{base}/participants/{id}/mute");
+        app.post(&mute(a.id), Some(&b.access_token), json!({"muted": true})).await.expect_error(403, "forbidden");
+        assert_eq!(app.post(&mute(a.id), Some(&host.access_token), json!({"muted": true})).await.expect(200)["is_muted"], true);
+        let muted = next_event(&mut events, &topic, "mute_changed", WAIT).await.unwrap();
+        assert_eq!((muted["user_id"].as_i64(), muted["is_muted"].as_bool()), (Some(a.id), Some(true)));
+        app.post(&mute(a.id), Some(&host.access_token), json!({"muted": false})).await.expect_error(403, "forbidden");
+        assert_eq!(app.post(&mute(a.id), Some(&a.access_token), json!({"muted": false})).await.expect(200)["is_muted"], false);
+
+        // Removal: host only, never the host. B watches the room until then.
+        let b_ws = observe(&app, &b, room).await;
+        app.delete(&format!("{base}/participants/{b}", b = b.id), &a.access_token).await.expect_error(403, "forbidden");
+        app.delete(&format!("{base}/participants/{h}", h = host.id), &host.access_token).await.expect_error(422, "unprocessable");
+        app.delete(&format!("{base}/participants/{b}", b = b.id), &host.access_token).await.expect(204);
+        let left = next_event(&mut events, &topic, "participant_left", WAIT).await.unwrap();
+        assert_eq!((left["user_id"].as_i64(), left["reason"].as_str()), (Some(b.id), Some("removed")));
+        let again = b_ws.request(json!({"op": "subscribe", "topic": topic})).await;
+        assert_eq!(again["op"], "error", "a removed participant cannot watch the room: {again}");
+
+        // A non-participant's signal is refused.
+        app.post(&format!("{base}/signal"), Some(&outsider.access_token), json!({"kind": "offer", "payload": {"type": "offer", "sdp": "v=0"}}))
+            .await.expect_error(403, "forbidden");
+        // Bad signals are refused with the error shape.
+        app.post(&format!("{base}/signal"), Some(&a.access_token), json!({"kind": "offer", "payload": {"type": "offer", "sdp": "nonsense"}}))
+            .await.expect_error(400, "validation_failed");
+        app.post(&format!("{base}/signal"), Some(&a.access_token), json!({"kind": "offer", "payload": {}}))
+            .await.expect_error(400, "validation_failed");
+        app.post(&format!("{base}/signal"), Some(&a.access_token), json!({"kind": "dance", "payload": {}}))
+            .await.expect_error(400, "validation_failed");
+
+        app.post(&format!("{base}/leave"), Some(&a.access_token), json!({})).await.expect(204);
+        app.post(&format!("{base}/leave"), Some(&a.access_token), json!({})).await.expect(204);
+        let r = app.get(&base, &host.access_token).await.expect(200);
+        assert_eq!((r["current_participants"].as_i64(), r["current_speakers"].as_i64()), (Some(1), Some(1)));
+    }
+}
+
+api_test! {
+    async fn dropped_participants_leave_within_ten_seconds(app) {
+        let host = app.register("host@drop.org").await;
+        let gone = app.register("gone@drop.org").await;
+        let hooked = app.register("hooked@drop.org").await;
+        let live = app.register("live@drop.org").await;
+        let room = create_room(&app, &host, room_body("t", "beginner", 10)).await;
+        let base = format!("/api/v1/voice-rooms/{room}");
+        let topic = format!("voice:{room}");
+        app.post(&format!("{base}/join"), Some(&host.access_token), json!({})).await.expect(200);
+        let host_ws = observe(&app, &host, room).await;
+        let mut events = host_ws.watch();
+
+        // The hub's disconnect hook removes at once.
+        app.post(&format!("{base}/join"), Some(&hooked.access_token), json!({})).await.expect(200);
+        app.state.services.voice.on_disconnect(hooked.id).await.unwrap();
+        let left = next_event(&mut events, &topic, "participant_left", Duration::from_secs(2)).await.unwrap();
+        assert_eq!((left["user_id"].as_i64(), left["reason"].as_str()), (Some(hooked.id), Some("disconnected")));
+
+        // One participant keeps its WebSocket open on the room; another joins
+        // and then goes silent (no socket, no media, no heartbeat): it is
+        // swept out within 10 s of its last sign of life, the first stays.
+        app.post(&format!("{base}/join"), Some(&live.access_token), json!({})).await.expect(200);
+        let live_ws = observe(&app, &live, room).await;
+        let joined_at = Instant::now();
+        app.post(&format!("{base}/join"), Some(&gone.access_token), json!({})).await.expect(200);
+        let left = next_frame(&mut events, Duration::from_secs(10), |f| f["type"] == "participant_left")
+            .await
+            .expect("removed within 10 s");
+        assert_eq!((left["data"]["user_id"].as_i64(), left["data"]["reason"].as_str()), (Some(gone.id), Some("timeout")));
+        assert!(joined_at.elapsed() < Duration::from_secs(10));
+        app.post(&format!("{base}/heartbeat"), Some(&gone.access_token), json!({})).await.expect_error(404, "not_found");
+        let people = app.get(&format!("{base}/participants"), &host.access_token).await.expect(200);
+        assert!(people.as_array().unwrap().iter().any(|p| p["user_id"] == live.id), "the connected participant stays");
+
+        // Its socket drops: it leaves within 10 s too.
+        let dropped_at = Instant::now();
+        live_ws.close();
+        let left = next_frame(&mut events, Duration::from_secs(10), |f| {
+            f["type"] == "participant_left" && f["data"]["user_id"] == live.id
+        })
+        .await
+        .expect("a dropped socket leaves within 10 s");
+        assert!(dropped_at.elapsed() < Duration::from_secs(10), "{left}");
+        let r = app.get(&base, &host.access_token).await.expect(200);
+        assert_eq!(r["current_participants"].as_i64(), Some(1));
+    }
+}
+
+/// A participant's media client, signaling over its own `/ws` connection.
+struct Peer {
+    user: TestUser,
+    client: SfuClient,
+    ws: Socket,
+}
+
+/// Connects media: joins over REST, opens `/ws`, offers with the `signal`
+/// op, and answers every SFU offer that arrives as a `signal` event, in the
+/// background, as a browser client would.
+async fn connect(app: &TestApp, room: i64, user: TestUser, options: ClientOptions) -> (Peer, Value) {
+    let joined =
+        app.post(&format!("/api/v1/voice-rooms/{room}/join"), Some(&user.access_token), json!({})).await.expect(200);
+    assert!(joined["media"]["udp"].is_string());
+    let client = SfuClient::spawn(ClientOptions { audio_rate: 50, ..options }).await.unwrap();
+    let ws = Socket::connect(app, "/ws", &user.access_token).await;
+    let mut signals = ws.watch();
+    let (first_answer, mut answered) = mpsc::unbounded_channel::<Value>();
+    {
+        let client = client.clone();
+        let ws = ws.clone();
+        tokio::spawn(async move {
+            while let Ok(f) = signals.recv().await {
+                if f["type"] != "signal" || f["data"]["from"] != "sfu" || f["data"]["room_id"] != room {
+                    continue;
+                }
+                let payload = &f["data"]["payload"];
+                let sdp = payload["sdp"].as_str().unwrap_or_default().to_owned();
+                if f["data"]["kind"] == "answer" {
+                    client.accept_answer(sdp).await.unwrap();
+                    let _ = first_answer.send(payload.clone());
+                } else if f["data"]["kind"] == "offer" {
+                    let tracks: Vec<TrackInfo> = serde_json::from_value(payload["tracks"].clone()).unwrap();
+                    let answer = client.accept_offer(sdp, tracks).await.unwrap();
+                    ws.send(json!({"op": "signal", "ref": "a", "room_id": room, "kind": "answer",
+                                   "payload": {"type": "answer", "sdp": answer}}));
+                }
+            }
+        });
+    }
+    // As a browser client does: the room's events first (the ack comes once
+    // this connection's events flow, `user:{id}` included), then media.
+    let sub = ws.request(json!({"op": "subscribe", "topic": format!("voice:{room}")})).await;
+    assert_eq!(sub["op"], "ack", "{sub}");
+    let offer = client.create_offer().await.unwrap();
+    let ack = ws
+        .request(json!({"op": "signal", "room_id": room, "kind": "offer", "payload": {"type": "offer", "sdp": offer}}))
+        .await;
+    assert_eq!(ack["op"], "ack", "{ack}");
+    let answer = tokio::time::timeout(WAIT, answered.recv()).await.unwrap().unwrap();
+    assert!(client.wait_connected(WAIT).await, "media connects");
+    (Peer { user, client, ws }, answer)
+}
+
+async fn until(what: &str, cond: impl Fn() -> bool) {
+    let deadline = Instant::now() + WAIT;
+    while !cond() {
+        assert!(Instant::now() < deadline, "timed out waiting: {what}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+api_test! {
+    async fn three_real_peers_talk_through_the_api_and_the_sfu(app) {
+        let host = app.register("host@media.org").await;
+        let teacher = app.register("teacher@media.org").await;
+        app.state.services.users.set_role(teacher.id, Role::Teacher).await.unwrap();
+        let student = app.register("student@media.org").await;
+        let listener = app.register("listener@media.org").await;
+        let room = create_room(&app, &host, json!({"name": "M", "topic": "t", "difficulty_level": "beginner",
+                                                    "max_participants": 10, "max_speakers": 3})).await;
+        let both = ClientOptions { audio: true, video: true, ..ClientOptions::default() };
+        // The teacher and the student take the first speaker seats; the
+        // host's own seat stays free (the host does not join here).
+        let (t, t_answer) = connect(&app, room, teacher, both).await;
+        let (s, s_answer) = connect(&app, room, student, both).await;
+        let (l, l_reply) = connect(&app, room, listener.clone(), ClientOptions { audio: true, ..ClientOptions::default() }).await;
+        let _ = &host;
+        assert!(t_answer["refused"].as_array().unwrap().is_empty(), "a teacher may publish audio and screen");
+        assert_eq!(s_answer["refused"].as_array().unwrap().len(), 1, "a student's screen share is refused");
+        let mut events = l.ws.watch();
+        // The listener joined third of max_speakers 3 while the host was away: a speaker.
+        // Demote it to test a listener's publishing.
+        let _ = l_reply;
+        app.post(&format!("/api/v1/voice-rooms/{room}/participants/{}/role", l.user.id), Some(&l.user.access_token), json!({"role": "listener"}))
+            .await.expect(200);
+
+        t.client.set_audio_level(Some(-20));
+        s.client.set_audio_level(Some(-127));
+        l.client.set_audio_level(Some(-10));
+        t.client.set_video(true);
+        s.client.set_video(true);
+        let (tid, sid, lid) = (t.user.id, s.user.id, l.user.id);
+        until("the student and the listener hear the teacher", || s.client.received(tid, "audio") > 25 && l.client.received(tid, "audio") > 25).await;
+        until("the teacher and the listener hear the student", || t.client.received(sid, "audio") > 25 && l.client.received(sid, "audio") > 25).await;
+        until("everyone sees the teacher's screen", || s.client.received(tid, "video") > 3 && l.client.received(tid, "video") > 3).await;
+        let mark = t.client.received(sid, "audio");
+        until("another second of the student", || t.client.received(sid, "audio") > mark + 50).await;
+        assert_eq!(t.client.received(lid, "audio"), 0, "the demoted listener is not heard");
+        assert_eq!(s.client.received(lid, "audio"), 0, "the demoted listener is not heard");
+        assert_eq!(t.client.received(sid, "video"), 0, "the student's screen goes nowhere");
+
+        // Speaking follows the loud peer, on the room's topic.
+        let speaking = next_frame(&mut events, WAIT, |f| {
+            f["type"] == "speaking" && f["data"]["user_id"] == tid && f["data"]["speaking"] == true
+        })
+        .await;
+        assert_eq!(speaking.unwrap()["topic"], format!("voice:{room}"));
+        let _ = &s.ws;
+
+        // The teacher mutes themselves: their audio stops arriving.
+        app.post(&format!("/api/v1/voice-rooms/{room}/participants/{tid}/mute"), Some(&t.user.access_token), json!({"muted": true})).await.expect(200);
+        let settle = l.client.received(sid, "audio");
+        until("a second of the student at the listener", || l.client.received(sid, "audio") > settle + 50).await;
+        let (at_s, at_l) = (s.client.received(tid, "audio"), l.client.received(tid, "audio"));
+        let mark = l.client.received(sid, "audio");
+        until("another second of the student", || l.client.received(sid, "audio") > mark + 50).await;
+        assert_eq!((s.client.received(tid, "audio"), l.client.received(tid, "audio")), (at_s, at_l), "muted teacher not forwarded");
+
+        // Leaving ends the media session; the room counts stay exact.
+        app.post(&format!("/api/v1/voice-rooms/{room}/leave"), Some(&s.user.access_token), json!({})).await.expect(204);
+        let stats = app.state.services.voice.sfu().unwrap().stats().await.unwrap();
+        assert_eq!(stats.peers, 2);
+        assert!(stats.forwarded_packets > 100);
+        let r = app.get(&format!("/api/v1/voice-rooms/{room}"), &listener.access_token).await.expect(200);
+        assert_eq!(r["current_participants"].as_i64(), Some(2));
+    }
+}
+
+api_test! {
+    async fn the_original_voice_room_socket_seats_mutes_and_points_audio_to_webrtc(app) {
+        let host = app.register("host@legacy.org").await;
+        let a = app.register("a@legacy.org").await;
+        let b = app.register("b@legacy.org").await;
+        let c = app.register("c@legacy.org").await;
+        let room = create_room(&app, &host, room_body("t", "beginner", 2)).await;
+        let path = format!("/ws/voice-room/{room}/");
+        let a_ws = Socket::connect(&app, &path, &a.access_token).await;
+        let mut seen = a_ws.watch();
+        let b_ws = Socket::connect(&app, &path, &b.access_token).await;
+        let mut b_seen = b_ws.watch();
+        let joined = next_frame(&mut seen, WAIT, |f| f["type"] == "participant_joined" && f["user"] == b.email.as_str()).await;
+        assert_eq!(joined.unwrap()["participant_count"], 2);
+
+        b_ws.send(json!({"type": "mute_toggle", "is_muted": true}));
+        let muted = next_frame(&mut seen, WAIT, |f| f["type"] == "mute_toggle").await.unwrap();
+        assert_eq!((muted["user"].as_str(), muted["is_muted"].as_bool()), (Some(b.email.as_str()), Some(true)));
+
+        b_ws.send(json!({"type": "audio_data", "audio_data": "AAAA"}));
+        let err = next_frame(&mut b_seen, WAIT, |f| f["type"] == "error").await.unwrap();
+        assert_eq!(err["code"], "use_webrtc");
+        assert!(err["message"].as_str().unwrap().contains("WebRTC"));
+
+        // The room is full: the third socket is refused before the upgrade.
+        match connect_async(format!("ws://{}{}?token={}", app.addr, path, c.access_token)).await {
+            Err(palaver_realtime::tokio_tungstenite::tungstenite::Error::Http(response)) => {
+                assert_eq!(response.status().as_u16(), 409);
+            }
+            other => panic!("a full room must refuse the socket: {:?}", other.map(|_| ())),
+        }
+
+        b_ws.send(json!({"type": "leave_room"}));
+        let left = next_frame(&mut seen, WAIT, |f| f["type"] == "participant_left").await.unwrap();
+        assert_eq!((left["user"].as_str(), left["participant_count"].as_i64()), (Some(b.email.as_str()), Some(1)));
+    }
+}

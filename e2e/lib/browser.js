@@ -1,0 +1,115 @@
+// Headless Chromium (the system's /usr/bin/chromium) driven by
+// playwright-core, with fake camera and microphone, and helpers that act
+// like a person: find controls by role and label, never by CSS internals.
+
+import { chromium } from 'playwright-core';
+import { mkdirSync } from 'node:fs';
+import { join, resolve, dirname } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const here = dirname(fileURLToPath(import.meta.url));
+
+/** Where screenshots go (gitignored). */
+export const ARTIFACTS = process.env.E2E_ARTIFACTS || resolve(here, '../artifacts');
+
+export const CHROMIUM_ARGS = [
+  '--headless',
+  '--no-sandbox',
+  '--disable-gpu',
+  '--no-first-run',
+  '--disable-background-networking',
+  '--disable-component-update',
+  '--disable-sync',
+  '--use-fake-device-for-media-stream',
+  '--use-fake-ui-for-media-stream',
+];
+
+/**
+ * Launches Chromium. Playwright gives every launch a fresh temporary
+ * user-data-dir (and removes it on close), so runs share no state.
+ */
+export function launch() {
+  return chromium.launch({
+    executablePath: process.env.CHROMIUM_PATH || '/usr/bin/chromium',
+    headless: true,
+    args: CHROMIUM_ARGS,
+    timeout: 60_000,
+  });
+}
+
+/** A new browser context (a person with their own storage) on the server. */
+export async function person(browser, server, { phone = false } = {}) {
+  const context = await browser.newContext({
+    baseURL: server.url,
+    viewport: phone ? { width: 390, height: 844 } : { width: 1200, height: 860 },
+    deviceScaleFactor: 1,
+    isMobile: phone,
+    hasTouch: phone,
+    permissions: ['microphone', 'camera', 'notifications'],
+  });
+  context.setDefaultTimeout(15_000);
+  const page = await context.newPage();
+  const errors = [];
+  page.on('pageerror', (err) => errors.push(err));
+  // What the server sent over WebSockets (and what the page sent), parsed:
+  // tests check that something arrived live, not through a reload or a poll.
+  const frames = [];
+  const sent = [];
+  const parse = (payload, into) => {
+    try {
+      into.push(JSON.parse(typeof payload === 'string' ? payload : payload.toString()));
+    } catch {
+      // not JSON: not ours
+    }
+  };
+  page.on('websocket', (ws) => {
+    ws.on('framereceived', ({ payload }) => parse(payload, frames));
+    ws.on('framesent', ({ payload }) => parse(payload, sent));
+  });
+  return { context, page, errors, frames, sent };
+}
+
+let counter = 0;
+/** A unique email for this run. */
+export function email(name) {
+  counter += 1;
+  return `${name.toLowerCase()}.${Date.now().toString(36)}${counter}@example.org`;
+}
+
+/** Registers through the form and waits for the feed. Returns {email, password, id}. */
+export async function register(page, name, { native = 'es', learning = 'en' } = {}) {
+  const address = email(name);
+  const password = 'correct horse battery';
+  await page.goto('/register');
+  await page.getByLabel('Display name').fill(name);
+  await page.getByLabel('Email').fill(address);
+  await page.getByLabel('Password').fill(password);
+  await page.getByLabel('I speak').fill(native);
+  await page.getByLabel('I am learning').fill(learning);
+  await page.getByRole('button', { name: 'Create account' }).click();
+  await page.waitForURL((url) => url.pathname === '/');
+  const id = await page.evaluate(() => JSON.parse(localStorage.getItem('palaver.session')).user.id);
+  return { email: address, password, id, name };
+}
+
+/** Saves a screenshot under ARTIFACTS. */
+export async function shot(page, name) {
+  mkdirSync(ARTIFACTS, { recursive: true });
+  await page.screenshot({ path: join(ARTIFACTS, `${name}.png`), fullPage: false });
+}
+
+/** The session the page keeps in localStorage. */
+export function sessionOf(page) {
+  return page.evaluate(() => JSON.parse(localStorage.getItem('palaver.session')));
+}
+
+/** Polls `fn` (async) until it returns a truthy value, up to `timeout` ms. */
+export async function eventually(fn, { timeout = 15_000, every = 50, what = 'condition' } = {}) {
+  const deadline = Date.now() + timeout;
+  for (;;) {
+    const value = await fn();
+    if (value) return value;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, every));
+  }
+}
