@@ -170,10 +170,19 @@ test('the feed loads older moments as it scrolls (next_cursor)', async () => {
   }
   const dan = await person(t.browser, t.server);
   await register(dan.page, 'Dan');
+  // Every page of Carla's moments the client asks for, with what came back.
+  // How many pages load before the first scroll depends on how many cards fit
+  // on the screen, so the test follows the requests rather than counting
+  // cards at one instant.
+  const pages = [];
+  dan.page.on('response', async (res) => {
+    const url = new URL(res.url());
+    if (url.pathname !== '/api/v1/moments' || url.searchParams.get('user_id') !== carla.user.id) return;
+    pages.push({ url, body: await res.json() });
+  });
   await dan.page.goto(`/u/${carla.user.id}`);
   const cards = dan.page.getByRole('article').filter({ hasText: /Scroll test \d+/ });
   await dan.page.getByRole('article').filter({ hasText: 'Scroll test 23' }).waitFor();
-  assert.equal(await cards.count(), 10, 'the first page');
   // Scrolling to the end brings the next pages, newest first, none twice.
   await eventually(async () => {
     await dan.page.mouse.wheel(0, 5000);
@@ -182,6 +191,14 @@ test('the feed loads older moments as it scrolls (next_cursor)', async () => {
   const texts = await dan.page.locator('article .content').allTextContents();
   const expected = Array.from({ length: 23 }, (_, i) => `Scroll test ${23 - i}`);
   assert.deepEqual(texts, expected);
+  // Three pages of at most 10, each asked for with the cursor the one before returned.
+  await eventually(async () => pages.length === 3, { what: 'three page responses' });
+  assert.deepEqual(pages.map((p) => p.body.items.length), [10, 10, 3]);
+  for (const p of pages) assert.equal(p.url.searchParams.get('limit'), '10');
+  assert.equal(pages[0].url.searchParams.get('cursor'), null, 'the first page has no cursor');
+  assert.equal(pages[1].url.searchParams.get('cursor'), pages[0].body.next_cursor);
+  assert.equal(pages[2].url.searchParams.get('cursor'), pages[1].body.next_cursor);
+  assert.equal(pages[2].body.next_cursor, null, 'the last page says it is the last');
   // At the end, the "Load more" button is gone.
   assert.equal(await dan.page.getByRole('button', { name: 'Load more' }).count(), 0);
   await done(dan);
