@@ -177,7 +177,7 @@ test('the feed loads older moments as it scrolls (next_cursor)', async () => {
   const pages = [];
   dan.page.on('response', async (res) => {
     const url = new URL(res.url());
-    if (url.pathname !== '/api/v1/moments' || url.searchParams.get('user_id') !== carla.user.id) return;
+    if (url.pathname !== '/api/v1/moments' || url.searchParams.get('user_id') !== String(carla.user.id)) return;
     pages.push({ url, body: await res.json() });
   });
   await dan.page.goto(`/u/${carla.user.id}`);
