@@ -168,7 +168,9 @@ const CHAT_SLOT: usize = 1;
 
 /// `/ws/chat/{room_id}/`: the original design's frames. The client sends
 /// `{"type":"chat_message","message":"hi"}` (optionally `message_type`,
-/// `client_msg_id`), `{"type":"typing","is_typing":true}` and
+/// `client_msg_id`, and `media_file`: an upload's id or the url
+/// `POST /media` returned, making a `file` message unless `message_type`
+/// says otherwise), `{"type":"typing","is_typing":true}` and
 /// `{"type":"read_receipt","message_id":9}`; members receive each message
 /// as `{"type":"chat_message","id","sender","content","message_type",
 /// "created_at","media_file","seq"}` (`sender` is the sender's email, as
@@ -204,6 +206,31 @@ impl ChatProtocol {
     }
 }
 
+/// The upload a legacy `chat_message` names in `media_file`: its id (a
+/// number, or digits in a string) or the `url` `POST /media` returned for it
+/// (relative or absolute, any signature: the send itself checks the upload
+/// is the sender's own). `null` or absent: none.
+fn legacy_media_id(value: &Value) -> std::result::Result<Option<Id>, &'static str> {
+    const WHY: &str = "must be a media id or the url POST /api/v1/media returned";
+    let text = match value {
+        Value::Null => return Ok(None),
+        Value::Number(n) => return n.as_i64().filter(|id| *id > 0).map(Some).ok_or(WHY),
+        Value::String(s) => s.trim(),
+        _ => return Err(WHY),
+    };
+    if let Ok(id) = text.parse::<Id>() {
+        return if id > 0 { Ok(Some(id)) } else { Err(WHY) };
+    }
+    let path = text.split(['?', '#']).next().unwrap_or_default();
+    let after = path.split_once("/api/v1/media/").map(|(_, rest)| rest).ok_or(WHY)?;
+    let mut parts = after.split('/');
+    let id = parts.next().and_then(|id| id.parse::<Id>().ok()).filter(|id| *id > 0).ok_or(WHY)?;
+    match (parts.next(), parts.next()) {
+        (None | Some("file" | "thumbnail" | ""), None) => Ok(Some(id)),
+        _ => Err(WHY),
+    }
+}
+
 fn legacy_error(err: &WsError) -> Option<Utf8Bytes> {
     Some(Utf8Bytes::from(json!({"type": "error", "code": err.code, "message": err.message}).to_string()))
 }
@@ -221,11 +248,32 @@ impl Protocol for ChatProtocol {
         body.insert("topic".into(), topic);
         let op = match map.get("type").and_then(Value::as_str) {
             Some("chat_message") => {
-                let Some(message) = map.get("message") else {
-                    return Err(FrameError { reference: None, error: Error::invalid("message", "is required").into() });
+                let media_id = match legacy_media_id(map.get("media_file").unwrap_or(&Value::Null)) {
+                    Ok(id) => id,
+                    Err(why) => {
+                        return Err(FrameError { reference: None, error: Error::invalid("media_file", why).into() });
+                    }
                 };
-                body.insert("content".into(), message.clone());
-                body.insert("message_type".into(), map.get("message_type").cloned().unwrap_or(json!("text")));
+                match map.get("message") {
+                    Some(message) => {
+                        body.insert("content".into(), message.clone());
+                    }
+                    // A media message may come without a caption.
+                    None if media_id.is_some() => {}
+                    None => {
+                        return Err(FrameError {
+                            reference: None,
+                            error: Error::invalid("message", "is required").into(),
+                        });
+                    }
+                }
+                // With a file and no type, the message is a `file` message,
+                // which takes any kind of upload.
+                let default_type = if media_id.is_some() { "file" } else { "text" };
+                body.insert("message_type".into(), map.get("message_type").cloned().unwrap_or(json!(default_type)));
+                if let Some(id) = media_id {
+                    body.insert("media_id".into(), json!(id));
+                }
                 let id = map
                     .get("client_msg_id")
                     .cloned()
@@ -289,5 +337,37 @@ impl Protocol for ChatProtocol {
 
     fn pong(&self, _reference: Option<&Value>) -> Option<Utf8Bytes> {
         Some(Utf8Bytes::from_static(r#"{"type":"pong"}"#))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn legacy_media_file_names_an_upload() {
+        for (value, id) in [
+            (json!(null), None),
+            (json!(42), Some(42)),
+            (json!("42"), Some(42)),
+            (json!("/api/v1/media/42/file?viewer=7&expires=1&sig=abc"), Some(42)),
+            (json!("https://chat.example.org/api/v1/media/42/thumbnail?viewer=7"), Some(42)),
+            (json!("/api/v1/media/42"), Some(42)),
+        ] {
+            assert_eq!(legacy_media_id(&value), Ok(id), "{value}");
+        }
+        for value in [
+            json!(0),
+            json!(-3),
+            json!(1.5),
+            json!("cat.png"),
+            json!("/api/v1/media/abc/file"),
+            json!("/api/v1/media/42/file/more"),
+            json!("/api/v1/media/42/other"),
+            json!({"id": 42}),
+            json!(true),
+        ] {
+            assert!(legacy_media_id(&value).is_err(), "{value}");
+        }
     }
 }
