@@ -82,6 +82,10 @@ pub enum BenchCommand {
     /// listeners through the SFU; forwarded packets per second and per
     /// CPU-second of the SFU thread, and forwarding latency.
     Sfu(crate::bench_sfu::SfuBench),
+    /// Call signaling: real WebSocket clients in many active calls relay
+    /// `signal` frames both ways; relay time percentiles and the server's
+    /// CPU per relayed frame, over several runs on fresh servers.
+    Signal(crate::bench_signal::SignalBench),
 }
 
 /// Runs a benchmark.
@@ -117,6 +121,10 @@ pub async fn run(command: BenchCommand, config: &Config) -> anyhow::Result<()> {
             crate::bench_ws::run(bench, database_url, config.redis_url.clone()).await
         }
         BenchCommand::Sfu(bench) => crate::bench_sfu::run(bench).await,
+        BenchCommand::Signal(bench) => {
+            let database_url = config.database_url.clone().filter(|u| u.starts_with("postgres"));
+            crate::bench_signal::run(bench, database_url, config.redis_url.clone()).await
+        }
     }
 }
 
