@@ -37,6 +37,9 @@ pub enum BenchCommand {
         /// Numbers of users, comma-separated.
         #[arg(long, value_delimiter = ',', default_value = "1000,10000")]
         users: Vec<usize>,
+        /// Repetitions of each measurement (rows give the medians).
+        #[arg(long, default_value = "3")]
+        runs: usize,
         /// Markdown file whose match section is replaced with the results.
         #[arg(long)]
         write: Option<PathBuf>,
@@ -94,8 +97,8 @@ pub async fn run(command: BenchCommand, config: &Config) -> anyhow::Result<()> {
         BenchCommand::Startup { runs, write } => startup(runs, write.as_deref()).await,
         BenchCommand::Feed(bench) => crate::bench_feed::run(bench).await,
         BenchCommand::Media(bench) => crate::bench_media::run(bench).await,
-        BenchCommand::Match { users, write } => {
-            let bench = crate::bench_match::MatchBench { sizes: users, redis_url: config.redis_url.clone() };
+        BenchCommand::Match { users, runs, write } => {
+            let bench = crate::bench_match::MatchBench { sizes: users, redis_url: config.redis_url.clone(), runs };
             crate::bench_match::main(bench, write.as_deref()).await
         }
         BenchCommand::Push { events, rate, workers, write } => {
