@@ -92,6 +92,17 @@ export async function register(page, name, { native = 'es', learning = 'en' } = 
   return { email: address, password, id, name };
 }
 
+/** Signs in through the form and waits for the feed. */
+export async function login(page, { email: address, password }) {
+  await page.goto('/login');
+  await page.getByLabel('Email').fill(address);
+  await page.getByLabel('Password').fill(password);
+  await page.getByRole('button', { name: 'Sign in' }).click();
+  await page.waitForURL((url) => url.pathname === '/');
+  const id = await page.evaluate(() => JSON.parse(localStorage.getItem('palaver.session')).user.id);
+  return { email: address, password, id };
+}
+
 /** Saves a screenshot under ARTIFACTS. */
 export async function shot(page, name) {
   mkdirSync(ARTIFACTS, { recursive: true });

@@ -2,7 +2,7 @@
 // data folder (SQLite), port 0 (the server's "listening" log line says
 // which port it got), cheap password hashing and generous rate limits.
 
-import { spawn } from 'node:child_process';
+import { spawn, execFile } from 'node:child_process';
 import { mkdtempSync, rmSync, existsSync, mkdirSync, createWriteStream } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve, dirname } from 'node:path';
@@ -20,34 +20,32 @@ export function binaryPath() {
 
 /**
  * Starts the server and resolves once it listens:
- * {url, port, dataDir, logs(), stop()}.
+ * {url, port, dataDir, logs(), cli(args), stop()}.
  */
 export async function startServer(env = {}) {
   const bin = binaryPath();
   if (!existsSync(bin)) throw new Error(`no palaver binary at ${bin} (build it, or set PALAVER_BIN)`);
   const dataDir = mkdtempSync(join(tmpdir(), 'palaver-e2e-'));
-  const child = spawn(bin, ['serve'], {
-    env: {
-      PATH: process.env.PATH,
-      HOME: process.env.HOME,
-      PALAVER_DATA_DIR: dataDir,
-      PALAVER_LISTEN: '127.0.0.1:0',
-      PALAVER_LOG_FORMAT: 'json',
-      PALAVER_LOG: 'info',
-      PALAVER_ARGON2_MEMORY_KIB: '256',
-      PALAVER_ARGON2_ITERATIONS: '1',
-      PALAVER_RATE_REGISTER: '1000/1m',
-      PALAVER_RATE_LOGIN: '1000/1m',
-      PALAVER_RATE_REFRESH: '1000/1m',
-      PALAVER_RATE_MOMENTS: '1000/1m',
-      PALAVER_RATE_COMMENTS: '1000/1m',
-      PALAVER_RATE_LIKES: '1000/1m',
-      PALAVER_RATE_FOLLOWS: '1000/1m',
-      PALAVER_RATE_REPORTS: '1000/1m',
-      ...env,
-    },
-    stdio: ['ignore', 'ignore', 'pipe'],
-  });
+  const serverEnv = {
+    PATH: process.env.PATH,
+    HOME: process.env.HOME,
+    PALAVER_DATA_DIR: dataDir,
+    PALAVER_LISTEN: '127.0.0.1:0',
+    PALAVER_LOG_FORMAT: 'json',
+    PALAVER_LOG: 'info',
+    PALAVER_ARGON2_MEMORY_KIB: '256',
+    PALAVER_ARGON2_ITERATIONS: '1',
+    PALAVER_RATE_REGISTER: '1000/1m',
+    PALAVER_RATE_LOGIN: '1000/1m',
+    PALAVER_RATE_REFRESH: '1000/1m',
+    PALAVER_RATE_MOMENTS: '1000/1m',
+    PALAVER_RATE_COMMENTS: '1000/1m',
+    PALAVER_RATE_LIKES: '1000/1m',
+    PALAVER_RATE_FOLLOWS: '1000/1m',
+    PALAVER_RATE_REPORTS: '1000/1m',
+    ...env,
+  };
+  const child = spawn(bin, ['serve'], { env: serverEnv, stdio: ['ignore', 'ignore', 'pipe'] });
   const lines = [];
   // The server's log is kept with the test artifacts, to read after a failure.
   const artifacts = process.env.E2E_ARTIFACTS || resolve(here, '../artifacts');
@@ -82,6 +80,15 @@ export async function startServer(env = {}) {
     port,
     dataDir,
     logs: () => lines.join('\n'),
+    /** Runs `palaver <args>` on this server's data (an operator's command). */
+    cli(args) {
+      return new Promise((res, rej) => {
+        execFile(bin, args, { env: serverEnv, timeout: 60_000 }, (err, stdout, stderr) => {
+          if (err) rej(new Error(`palaver ${args.join(' ')}: ${err.message}\n${stderr}`));
+          else res(stdout);
+        });
+      });
+    },
     async stop() {
       if (child.exitCode === null && child.signalCode === null) {
         child.kill('SIGTERM');

@@ -7,9 +7,15 @@
 // description wait for it. Opus gets the server's FEC/DTX/bitrate policy
 // by SDP munging, capture its echo/noise/gain settings. When ICE connects
 // the client says so (`POST /calls/{id}/connected`); while media flows it
-// samples getStats() and posts quality to `POST /calls/{id}/quality`.
-// Incoming calls ring on every screen; accepting binds the call to this
-// device (`call_accept` over the socket).
+// samples getStats(), shows a quality grade and posts it to
+// `POST /calls/{id}/quality`. Incoming calls ring on every screen;
+// accepting binds the call to this device (`call_accept` over the socket).
+//
+// After the first exchange either side renegotiates over the same
+// `signal` frames (perfect negotiation, the receiver polite): turning the
+// camera on or off, and a teacher's screen share, which is a track of its
+// own in a stream of its own (announced with `screen_share`, which the
+// server allows teachers only).
 
 import * as api from './api.js';
 import * as session from './session.js';
@@ -163,20 +169,37 @@ function stopRinging(id, status) {
 
 // --- a call ---
 
+/** "m:ss" for a number of seconds. */
+function minutes(s) {
+  return `${Math.floor(s / 60)}:${String(s % 60).padStart(2, '0')}`;
+}
+
 class CallSession {
   constructor(call, role, stream, peer) {
     this.call = call;
     this.role = role;
     this.peer = peer;
     this.local = stream;
-    this.remote = new MediaStream();
+    this.remote = new MediaStream(); // the peer's microphone and camera
+    this.screenStream = null; // the peer's shared screen, while they share
+    this.mainStreamId = null;
+    this.watched = new WeakSet();
     this.policy = call.media || {};
     this.pendingCandidates = [];
+    // Perfect negotiation (the W3C pattern): either side may renegotiate
+    // (camera on or off, a screen share); when both offer at once the
+    // receiver is polite and yields, the caller ignores the other offer.
+    this.polite = role !== 'caller';
+    this.makingOffer = false;
+    this.ignoreOffer = false;
+    this.negotiated = false; // the first offer/answer is done
     this.offered = false;
     this.ended = false;
     this.lastSample = null;
     this.qualityTimer = null;
     this.connectedAt = null;
+    this.cameraSender = null;
+    this.screen = null; // {stream, sender} while this side shares
     this.topic = `call:${call.id}`;
     this.off = app.socket.subscribe(this.topic, (frame) => this.onFrame(frame));
     this.draw();
@@ -188,21 +211,22 @@ class CallSession {
     const iceServers = await rtcMedia.iceServers(api);
     const pc = new RTCPeerConnection({ iceServers });
     this.pc = pc;
-    for (const track of this.local.getTracks()) pc.addTrack(track, this.local);
-    pc.ontrack = (e) => {
-      for (const track of e.streams[0]?.getTracks() || [e.track]) if (!this.remote.getTrackById(track.id)) this.remote.addTrack(track);
-      this.remoteMedia.srcObject = this.remote;
-      this.remoteMedia.play?.().catch(() => {});
-    };
+    for (const track of this.local.getTracks()) {
+      const sender = pc.addTrack(track, this.local);
+      if (track.kind === 'video') this.cameraSender = sender;
+    }
+    pc.ontrack = (e) => this.onTrack(e);
     pc.onicecandidate = (e) => {
       if (e.candidate) this.signal('ice_candidate', e.candidate.toJSON());
     };
+    pc.onnegotiationneeded = () => this.negotiate();
     pc.onconnectionstatechange = () => {
       const s = pc.connectionState;
       this.panel.dataset.connection = s;
       if (s === 'connected' && !this.connectedAt) {
         this.connectedAt = Date.now();
         this.setStatus('Connected');
+        if (this.shareButton) this.shareButton.disabled = false;
         // Media flows: the server stops the media timeout.
         api.post(`/calls/${this.call.id}/connected`).catch(() => {});
         this.startQuality();
@@ -215,6 +239,71 @@ class CallSession {
       }
     };
     return pc;
+  }
+
+  /**
+   * A remote track. The peer's microphone and camera travel in one stream
+   * (the one its audio is in); a track in any other stream is a shared
+   * screen. Video shows while its track is unmuted: a track is muted when
+   * the peer stops sending it (camera off, share stopped: both renegotiate).
+   */
+  onTrack(e) {
+    const { track } = e;
+    const stream = e.streams[0];
+    if (!this.mainStreamId && (track.kind === 'audio' || !stream)) this.mainStreamId = stream?.id || 'none';
+    const isScreen = track.kind === 'video' && stream && stream.id !== this.mainStreamId;
+    if (isScreen) {
+      this.screenStream = new MediaStream([track]);
+      this.screenVideo.srcObject = this.screenStream;
+    } else {
+      for (const old of this.remote.getTracks()) if (old.kind === track.kind && old.readyState === 'ended') this.remote.removeTrack(old);
+      if (!this.remote.getTrackById(track.id)) this.remote.addTrack(track);
+      this.remoteAudio.srcObject = this.remote;
+      this.remoteAudio.play?.().catch(() => {});
+      if (track.kind === 'video') this.remoteVideo.srcObject = new MediaStream([track]);
+    }
+    // ontrack fires again when a track comes back (camera on again).
+    for (const target of [track, stream]) {
+      if (!target || this.watched.has(target)) continue;
+      this.watched.add(target);
+      for (const type of ['mute', 'unmute', 'ended', 'removetrack']) target.addEventListener(type, () => this.showVideos());
+    }
+    this.showVideos();
+  }
+
+  /** Shows the peer's camera and screen while they send them. */
+  showVideos() {
+    const live = (t) => t && t.readyState === 'live' && !t.muted;
+    const camera = this.remoteVideo.srcObject?.getVideoTracks()[0];
+    const screen = this.screenStream?.getVideoTracks()[0];
+    const cameraOn = live(camera);
+    const screenOn = live(screen);
+    this.remoteVideo.hidden = !cameraOn;
+    this.screenVideo.hidden = !screenOn;
+    this.videos.hidden = !cameraOn && !screenOn && !this.localVideo.srcObject;
+    this.videos.classList.toggle('has-screen', screenOn);
+    this.panel.classList.toggle('fullscreen', this.call.call_type === 'video' || cameraOn || screenOn);
+    this.panel.dataset.remoteCamera = cameraOn ? 'on' : 'off';
+    this.panel.dataset.remoteScreen = screenOn ? 'on' : 'off';
+    for (const v of [this.remoteVideo, this.screenVideo]) if (!v.hidden) v.play?.().catch(() => {});
+  }
+
+  /** Sends an offer for what changed (after the first exchange). */
+  async negotiate() {
+    if (!this.negotiated || this.ended) return;
+    const pc = this.pc;
+    try {
+      this.makingOffer = true;
+      const offer = await pc.createOffer();
+      if (pc.signalingState !== 'stable') return;
+      const local = rtcMedia.munged(offer, this.policy);
+      await pc.setLocalDescription(local);
+      this.signal('offer', local);
+    } catch (err) {
+      console.warn('renegotiation failed', err);
+    } finally {
+      this.makingOffer = false;
+    }
   }
 
   /**
@@ -249,11 +338,9 @@ class CallSession {
     if (call.status === 'active' && this.role === 'caller' && !this.offered) {
       this.offered = true;
       this.setStatus('Connecting…');
-      const pc = await this.ready;
-      const offer = await pc.createOffer();
-      const local = rtcMedia.munged(offer, this.policy);
-      await pc.setLocalDescription(local);
-      this.signal('offer', local);
+      await this.ready;
+      this.negotiated = true;
+      await this.negotiate();
     }
   }
 
@@ -263,7 +350,9 @@ class CallSession {
       return;
     }
     if (frame.type === 'screen_share') {
-      this.setStatus(frame.data?.active ? `${this.peer.display_name} is sharing their screen` : 'Connected');
+      const on = Boolean(frame.data?.active);
+      this.panel.dataset.peerSharing = on ? 'true' : 'false';
+      this.setStatus(on ? `${this.peer.display_name} is sharing their screen` : 'Connected');
       return;
     }
     if (frame.type !== 'signal' || frame.data?.call_id !== this.call.id) return;
@@ -271,13 +360,19 @@ class CallSession {
     const pc = await this.ready;
     try {
       if (kind === 'offer') {
+        const collision = this.makingOffer || pc.signalingState !== 'stable';
+        this.ignoreOffer = !this.polite && collision;
+        if (this.ignoreOffer) return;
+        // (A polite side in the middle of its own offer rolls it back here.)
         await pc.setRemoteDescription(payload);
         await this.flushCandidates();
         const answer = await pc.createAnswer();
         const local = rtcMedia.munged(answer, this.policy);
         await pc.setLocalDescription(local);
         this.signal('answer', local);
+        this.negotiated = true;
       } else if (kind === 'answer') {
+        if (pc.signalingState !== 'have-local-offer') return; // a stale answer
         await pc.setRemoteDescription(payload);
         await this.flushCandidates();
       } else if (kind === 'ice_candidate') {
@@ -287,7 +382,8 @@ class CallSession {
         this.teardown('ended');
       }
     } catch (err) {
-      console.warn('signal failed', kind, err);
+      // Candidates of an offer this side ignored fail to apply: expected.
+      if (!(kind === 'ice_candidate' && this.ignoreOffer)) console.warn('signal failed', kind, err);
     }
   }
 
@@ -307,7 +403,9 @@ class CallSession {
       try {
         const s = await stats.sample(this.pc, this.lastSample);
         this.lastSample = s;
-        this.quality.textContent = `Quality: ${stats.grade(s)}${s.rtt_ms !== undefined ? ` · ${Math.round(s.rtt_ms)} ms` : ''}`;
+        const grade = stats.grade(s);
+        this.quality.textContent = `Quality: ${grade}${s.rtt_ms !== undefined ? ` · ${Math.round(s.rtt_ms)} ms` : ''}`;
+        this.quality.dataset.grade = grade.toLowerCase();
         this.panel.dataset.quality = 'reported';
         await api.post(`/calls/${this.call.id}/quality`, stats.report(s));
       } catch {
@@ -320,11 +418,15 @@ class CallSession {
     }.bind(this), QUALITY_FIRST_MS);
   }
 
+  /** Seconds since media connected. */
+  elapsed() {
+    return this.connectedAt ? Math.floor((Date.now() - this.connectedAt) / 1000) : 0;
+  }
+
   tickClock() {
     const update = () => {
       if (this.ended || !this.connectedAt) return;
-      const s = Math.floor((Date.now() - this.connectedAt) / 1000);
-      this.clock.textContent = `${Math.floor(s / 60)}:${String(s % 60).padStart(2, '0')}`;
+      this.clock.textContent = minutes(this.elapsed());
       this.clockTimer = setTimeout(update, 1000);
     };
     update();
@@ -333,16 +435,20 @@ class CallSession {
   draw() {
     const video = this.call.call_type === 'video';
     this.status = h('p', { class: 'muted', role: 'status' }, '');
-    this.clock = h('span', { class: 'muted small' });
+    this.clock = h('span', { class: 'muted small', 'aria-label': 'Call duration' });
     this.quality = h('p', { class: 'quality', 'aria-live': 'off' });
-    this.remoteMedia = video
-      ? h('video', { class: 'remote', autoplay: true, playsinline: true })
-      : h('audio', { autoplay: true });
-    const localVideo = video ? h('video', { class: 'local', autoplay: true, playsinline: true, muted: true }) : null;
-    if (localVideo) {
-      localVideo.muted = true;
-      localVideo.srcObject = this.local;
-    }
+    // The peer's sound plays here; their camera and screen show (muted) in
+    // the video elements, each only while it is sent.
+    this.remoteAudio = h('audio', { autoplay: true });
+    this.remoteVideo = h('video', { class: 'remote', autoplay: true, playsinline: true, muted: true, hidden: true, 'aria-label': `${this.peer.display_name}'s camera` });
+    this.screenVideo = h('video', { class: 'screen', autoplay: true, playsinline: true, muted: true, hidden: true, 'aria-label': `${this.peer.display_name}'s screen` });
+    for (const v of [this.remoteVideo, this.screenVideo]) v.muted = true;
+    this.localVideo = h('video', { class: 'local', autoplay: true, playsinline: true, muted: true, 'aria-label': 'Your camera' });
+    this.localVideo.muted = true;
+    if (video) this.localVideo.srcObject = this.local;
+    else this.localVideo.hidden = true;
+    this.videos = h('div', { class: 'videos', hidden: !video }, this.remoteVideo, this.screenVideo, this.localVideo);
+
     const mute = h('button', { type: 'button', class: 'btn', 'aria-pressed': 'false' }, icon('mic'), 'Mute');
     mute.addEventListener('click', () => {
       const on = mute.getAttribute('aria-pressed') !== 'true';
@@ -350,17 +456,16 @@ class CallSession {
       mute.setAttribute('aria-pressed', String(on));
       mute.replaceChildren(icon(on ? 'micOff' : 'mic'), on ? 'Unmute' : 'Mute');
     });
-    const camera = video ? h('button', { type: 'button', class: 'btn', 'aria-pressed': 'false' }, icon('video'), 'Camera off') : null;
-    camera?.addEventListener('click', () => {
-      const off = camera.getAttribute('aria-pressed') !== 'true';
-      for (const t of this.local.getVideoTracks()) t.enabled = !off;
-      camera.setAttribute('aria-pressed', String(off));
-      camera.replaceChildren(icon('video'), off ? 'Camera on' : 'Camera off');
-    });
+    // The camera: on from the start in a video call; a voice call can turn
+    // it on (which renegotiates).
+    this.cameraButton = h('button', { type: 'button', class: 'btn', 'aria-pressed': String(video) }, icon('video'), video ? 'Camera off' : 'Camera on');
+    this.cameraButton.addEventListener('click', () => this.toggleCamera());
+    // Screen sharing is for teachers (the server refuses anyone else), in
+    // any call once media connects.
     const me = session.me();
-    const canShare = video && ['teacher', 'admin'].includes(me?.role) && navigator.mediaDevices?.getDisplayMedia;
-    const share = canShare ? h('button', { type: 'button', class: 'btn', 'aria-pressed': 'false' }, icon('screen'), 'Share screen') : null;
-    share?.addEventListener('click', () => this.toggleShare(share));
+    const canShare = me?.role === 'teacher' && Boolean(navigator.mediaDevices?.getDisplayMedia);
+    this.shareButton = canShare ? h('button', { type: 'button', class: 'btn', 'aria-pressed': 'false', disabled: true }, icon('screen'), 'Share screen') : null;
+    this.shareButton?.addEventListener('click', () => this.toggleShare());
     const hang = h('button', { type: 'button', class: 'btn btn-danger', 'aria-label': 'Hang up' }, icon('hangup'), 'Hang up');
     hang.addEventListener('click', () => this.hangup());
     this.panel = h('section', {
@@ -369,9 +474,10 @@ class CallSession {
       dataset: { callId: String(this.call.id) },
     },
     h('div', { class: 'row gap' }, avatar(this.peer), h('div', { class: 'grow' }, h('h2', {}, this.peer.display_name), this.status), this.clock),
-    video ? h('div', { class: 'videos' }, this.remoteMedia, localVideo) : this.remoteMedia,
+    this.remoteAudio,
+    this.videos,
     this.quality,
-    h('div', { class: 'call-controls' }, mute, camera, share, hang));
+    h('div', { class: 'call-controls' }, mute, this.cameraButton, this.shareButton, hang));
     document.getElementById('call-layer').append(this.panel);
     hang.focus();
   }
@@ -380,29 +486,93 @@ class CallSession {
     this.status.textContent = text;
   }
 
-  async toggleShare(button) {
-    const sender = this.pc?.getSenders().find((s) => s.track?.kind === 'video');
-    if (!sender) return;
+  /**
+   * Camera off stops the camera (its light goes out) and stops sending
+   * video; camera on takes it again. Both renegotiate, so the peer's video
+   * track is muted while the camera is off and they see the avatar.
+   */
+  async toggleCamera() {
+    const button = this.cameraButton;
+    const on = button.getAttribute('aria-pressed') === 'true';
+    const pc = await this.ready;
+    button.disabled = true;
+    try {
+      if (on) {
+        for (const t of this.local.getVideoTracks()) {
+          t.stop();
+          this.local.removeTrack(t);
+        }
+        if (this.cameraSender) {
+          await this.cameraSender.replaceTrack(null);
+          this.transceiverOf(this.cameraSender).direction = 'recvonly';
+        }
+        this.localVideo.srcObject = null;
+        this.localVideo.hidden = true;
+      } else {
+        const taken = await navigator.mediaDevices.getUserMedia({ video: rtcMedia.CAMERA });
+        const track = taken.getVideoTracks()[0];
+        this.local.addTrack(track);
+        if (this.cameraSender) {
+          await this.cameraSender.replaceTrack(track);
+          this.transceiverOf(this.cameraSender).direction = 'sendrecv';
+        } else {
+          this.cameraSender = pc.addTrack(track, this.local);
+        }
+        this.localVideo.srcObject = this.local;
+        this.localVideo.hidden = false;
+      }
+      button.setAttribute('aria-pressed', String(!on));
+      button.replaceChildren(icon('video'), on ? 'Camera on' : 'Camera off');
+      this.showVideos();
+    } catch (err) {
+      toast(`Cannot use your camera: ${err.message}`, { kind: 'error' });
+    } finally {
+      button.disabled = false;
+    }
+  }
+
+  transceiverOf(sender) {
+    return this.pc.getTransceivers().find((t) => t.sender === sender);
+  }
+
+  /**
+   * Shares the screen as a track of its own (the camera stays on), which
+   * renegotiates; the server is asked first, so a refused share sends no
+   * media. Stopping (or the browser's own "stop sharing") removes it.
+   */
+  async toggleShare() {
+    const button = this.shareButton;
+    const pc = await this.ready;
     if (this.screen) {
-      this.screen.getTracks().forEach((t) => t.stop());
+      const { stream, sender } = this.screen;
       this.screen = null;
-      await sender.replaceTrack(this.local.getVideoTracks()[0] || null);
+      stream.getTracks().forEach((t) => t.stop());
+      pc.removeTrack(sender);
       button.setAttribute('aria-pressed', 'false');
-      this.signal('screen_share', { action: 'stop' });
+      button.replaceChildren(icon('screen'), 'Share screen');
+      await this.signal('screen_share', { action: 'stop' });
       return;
     }
+    button.disabled = true;
+    let stream;
     try {
-      this.screen = await navigator.mediaDevices.getDisplayMedia({ video: true });
-      const track = this.screen.getVideoTracks()[0];
-      track.addEventListener('ended', () => {
-        if (this.screen) this.toggleShare(button);
-      });
-      await sender.replaceTrack(track);
-      button.setAttribute('aria-pressed', 'true');
-      this.signal('screen_share', { action: 'start' });
+      stream = await navigator.mediaDevices.getDisplayMedia({ video: true, audio: false });
+      await app.socket.request({ op: 'signal', call_id: this.call.id, kind: 'screen_share', payload: { action: 'start' } });
     } catch (err) {
-      toast(`Cannot share the screen: ${err.message}`, { kind: 'error' });
+      stream?.getTracks().forEach((t) => t.stop());
+      toast(`Cannot share the screen: ${errorText(err)}`, { kind: 'error' });
+      button.disabled = false;
+      return;
     }
+    const track = stream.getVideoTracks()[0];
+    track.contentHint = 'detail';
+    track.addEventListener('ended', () => {
+      if (this.screen?.stream === stream) this.toggleShare();
+    });
+    this.screen = { stream, sender: pc.addTrack(track, stream) };
+    button.setAttribute('aria-pressed', 'true');
+    button.replaceChildren(icon('screen'), 'Stop sharing');
+    button.disabled = false;
   }
 
   /** Ends the call on the server and here. */
@@ -418,6 +588,7 @@ class CallSession {
   async teardown(status) {
     if (this.ended) return;
     this.ended = true;
+    const lasted = this.connectedAt ? this.elapsed() : null;
     clearTimeout(this.qualityTimer);
     clearTimeout(this.clockTimer);
     // A last quality report for the whole call.
@@ -429,12 +600,13 @@ class CallSession {
         // ended anyway
       }
     }
-    this.screen?.getTracks().forEach((t) => t.stop());
+    this.screen?.stream.getTracks().forEach((t) => t.stop());
     this.local.getTracks().forEach((t) => t.stop());
     this.pc?.close();
     this.off();
     this.panel.remove();
     if (current === this) current = null;
-    toast(END_TEXT[status] || 'Call ended.');
+    const text = END_TEXT[status] || 'Call ended.';
+    toast(status === 'ended' && lasted !== null ? `Call ended · ${minutes(lasted)}` : text);
   }
 }

@@ -37,6 +37,9 @@ pub enum BenchCommand {
         /// Numbers of users, comma-separated.
         #[arg(long, value_delimiter = ',', default_value = "1000,10000")]
         users: Vec<usize>,
+        /// Repetitions of each measurement (rows give the medians).
+        #[arg(long, default_value = "3")]
+        runs: usize,
         /// Markdown file whose match section is replaced with the results.
         #[arg(long)]
         write: Option<PathBuf>,
@@ -82,6 +85,10 @@ pub enum BenchCommand {
     /// listeners through the SFU; forwarded packets per second and per
     /// CPU-second of the SFU thread, and forwarding latency.
     Sfu(crate::bench_sfu::SfuBench),
+    /// Call signaling: real WebSocket clients in many active calls relay
+    /// `signal` frames both ways; relay time percentiles and the server's
+    /// CPU per relayed frame, over several runs on fresh servers.
+    Signal(crate::bench_signal::SignalBench),
 }
 
 /// Runs a benchmark.
@@ -90,8 +97,8 @@ pub async fn run(command: BenchCommand, config: &Config) -> anyhow::Result<()> {
         BenchCommand::Startup { runs, write } => startup(runs, write.as_deref()).await,
         BenchCommand::Feed(bench) => crate::bench_feed::run(bench).await,
         BenchCommand::Media(bench) => crate::bench_media::run(bench).await,
-        BenchCommand::Match { users, write } => {
-            let bench = crate::bench_match::MatchBench { sizes: users, redis_url: config.redis_url.clone() };
+        BenchCommand::Match { users, runs, write } => {
+            let bench = crate::bench_match::MatchBench { sizes: users, redis_url: config.redis_url.clone(), runs };
             crate::bench_match::main(bench, write.as_deref()).await
         }
         BenchCommand::Push { events, rate, workers, write } => {
@@ -117,6 +124,10 @@ pub async fn run(command: BenchCommand, config: &Config) -> anyhow::Result<()> {
             crate::bench_ws::run(bench, database_url, config.redis_url.clone()).await
         }
         BenchCommand::Sfu(bench) => crate::bench_sfu::run(bench).await,
+        BenchCommand::Signal(bench) => {
+            let database_url = config.database_url.clone().filter(|u| u.starts_with("postgres"));
+            crate::bench_signal::run(bench, database_url, config.redis_url.clone()).await
+        }
     }
 }
 

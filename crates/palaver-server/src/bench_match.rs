@@ -13,6 +13,9 @@
 //!   operation with N waiting).
 //! - operations: N enqueues and N leaves of tickets that match nobody, 32
 //!   clients; operations per second.
+//!
+//! Each is repeated `runs` times; a row gives the median of each figure
+//! over the runs (and the range of p95).
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -42,6 +45,8 @@ pub struct MatchBench {
     pub sizes: Vec<usize>,
     /// Redis URL, to measure the Redis queue too.
     pub redis_url: Option<String>,
+    /// Repetitions of each run; rows give medians.
+    pub runs: usize,
 }
 
 fn pair_ticket(rng: &mut rand::rngs::StdRng, user: i64, now_ms: i64) -> Ticket {
@@ -97,23 +102,55 @@ struct Row {
     note: String,
 }
 
+/// One run's figures.
+struct Figures {
+    samples: usize,
+    p50: Duration,
+    p95: Duration,
+    p99: Duration,
+    ops_per_sec: f64,
+}
+
 impl Row {
-    fn markdown(mut self) -> String {
+    fn figures(&mut self) -> Figures {
         self.latencies.sort_unstable();
         let l = &self.latencies;
-        let (p50, p95, p99) = (percentile(l, 0.5), percentile(l, 0.95), percentile(l, 0.99));
-        let ops_s = self.ops as f64 / self.wall.as_secs_f64().max(1e-9);
-        format!(
-            "| {} | {} | {} | {} | {} | {:.0} | {} |",
-            self.run,
-            l.len(),
-            ms(p50),
-            ms(p95),
-            ms(p99),
-            ops_s,
-            self.note
-        )
+        Figures {
+            samples: l.len(),
+            p50: percentile(l, 0.5),
+            p95: percentile(l, 0.95),
+            p99: percentile(l, 0.99),
+            ops_per_sec: self.ops as f64 / self.wall.as_secs_f64().max(1e-9),
+        }
     }
+}
+
+/// One table row from repeated runs of the same measurement: the median
+/// of each figure, and the range of p95 when there are several runs.
+fn median_row(mut rows: Vec<Row>) -> String {
+    let figures: Vec<Figures> = rows.iter_mut().map(Row::figures).collect();
+    fn median<T: Copy + PartialOrd>(mut v: Vec<T>) -> T {
+        v.sort_by(|a, b| a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal));
+        v[v.len() / 2]
+    }
+    let p95s: Vec<Duration> = figures.iter().map(|f| f.p95).collect();
+    let spread = match (p95s.iter().min(), p95s.iter().max()) {
+        (Some(lo), Some(hi)) if rows.len() > 1 => {
+            format!("; p95 over {} runs {:.2}–{:.2} ms", rows.len(), lo.as_secs_f64() * 1e3, hi.as_secs_f64() * 1e3)
+        }
+        _ => String::new(),
+    };
+    let last = rows.last().map(|r| (r.run.clone(), r.note.clone())).unwrap_or_default();
+    format!(
+        "| {} | {} | {} | {} | {} | {:.0} | {}{spread} |",
+        last.0,
+        median(figures.iter().map(|f| f.samples).collect()),
+        ms(median(figures.iter().map(|f| f.p50).collect())),
+        ms(median(p95s.clone())),
+        ms(median(figures.iter().map(|f| f.p99).collect())),
+        median(figures.iter().map(|f| f.ops_per_sec).collect()),
+        last.1,
+    )
 }
 
 async fn burst(matcher: Arc<dyn Matcher>, n: usize) -> anyhow::Result<Row> {
@@ -293,6 +330,7 @@ async fn one_queue(
     name: &str,
     matcher: Arc<dyn Matcher>,
     sizes: &[usize],
+    runs: usize,
     mut redis: Option<redis::aio::ConnectionManager>,
 ) -> anyhow::Result<String> {
     let mut out =
@@ -308,12 +346,16 @@ async fn one_queue(
     }
     for &n in sizes {
         eprintln!("{name}: {n} users");
-        out.push_str(&burst(matcher.clone(), n).await?.markdown());
-        out.push('\n');
-        out.push_str(&deep(matcher.clone(), n).await?.markdown());
-        out.push('\n');
-        out.push_str(&operations(matcher.clone(), n).await?.markdown());
-        out.push('\n');
+        let (mut bursts, mut deeps, mut ops) = (Vec::new(), Vec::new(), Vec::new());
+        for _ in 0..runs.max(1) {
+            bursts.push(burst(matcher.clone(), n).await?);
+            deeps.push(deep(matcher.clone(), n).await?);
+            ops.push(operations(matcher.clone(), n).await?);
+        }
+        for rows in [bursts, deeps, ops] {
+            out.push_str(&median_row(rows));
+            out.push('\n');
+        }
     }
     out.push('\n');
     for note in notes {
@@ -327,22 +369,25 @@ pub async fn run(bench: &MatchBench) -> anyhow::Result<String> {
     let rules = MatchRules::default();
     let sizes = bench.sizes.iter().map(ToString::to_string).collect::<Vec<_>>().join(",");
     let mut report = format!(
-        "Command: `{}palaver bench match --users {sizes}` ({}; the matcher alone, {CLIENTS} concurrent clients in the same process; 20 language pairs x 3 levels)\n\n",
+        "Command: `{}palaver bench match --users {sizes} --runs {}` ({}; the matcher alone, {CLIENTS} concurrent clients in the same process; 20 language pairs x 3 levels; each figure the median of {} runs)\n\n",
         if bench.redis_url.is_some() { "REDIS_URL=redis://… " } else { "" },
+        bench.runs,
         if cfg!(debug_assertions) {
             "debug build: dependencies optimised, Palaver's crates not"
         } else {
             "release build"
-        }
+        },
+        bench.runs,
     );
-    report.push_str(&one_queue("Memory", Arc::new(MemoryMatcher::new(rules)), &bench.sizes, None).await?);
+    report.push_str(&one_queue("Memory", Arc::new(MemoryMatcher::new(rules)), &bench.sizes, bench.runs, None).await?);
     if let Some(url) = &bench.redis_url {
         let client = redis::Client::open(url.as_str())?;
         let conn = client.get_connection_manager().await?;
         let prefix = format!("palaver-bench-{}", uuid::Uuid::new_v4().simple());
         let matcher = Arc::new(RedisMatcher::new(conn.clone(), &prefix, rules));
         report.push('\n');
-        report.push_str(&one_queue("Redis (local server)", matcher, &bench.sizes, Some(conn.clone())).await?);
+        report
+            .push_str(&one_queue("Redis (local server)", matcher, &bench.sizes, bench.runs, Some(conn.clone())).await?);
         let mut conn = conn;
         let keys: Vec<String> = redis::cmd("KEYS").arg(format!("{{{prefix}:match}}*")).query_async(&mut conn).await?;
         if !keys.is_empty() {

@@ -267,7 +267,7 @@ pub async fn run(bench: WsBench, database_url: Option<String>, redis_url: Option
     Ok(())
 }
 
-async fn wait_ready(http: &reqwest::Client, base: &str) -> anyhow::Result<()> {
+pub(crate) async fn wait_ready(http: &reqwest::Client, base: &str) -> anyhow::Result<()> {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         if let Ok(r) = http.get(format!("{base}/readyz")).send().await
@@ -282,7 +282,7 @@ async fn wait_ready(http: &reqwest::Client, base: &str) -> anyhow::Result<()> {
     }
 }
 
-async fn register_all(http: &reqwest::Client, base: &str, n: usize) -> anyhow::Result<Vec<(i64, String)>> {
+pub(crate) async fn register_all(http: &reqwest::Client, base: &str, n: usize) -> anyhow::Result<Vec<(i64, String)>> {
     let mut users = Vec::with_capacity(n);
     let mut pending = futures_util::stream::iter(0..n)
         .map(|i| {
@@ -318,7 +318,7 @@ async fn register_all(http: &reqwest::Client, base: &str, n: usize) -> anyhow::R
     Ok(users)
 }
 
-async fn connect_from(source: IpAddr, port: u16, path: &str) -> anyhow::Result<WebSocketStream<TcpStream>> {
+pub(crate) async fn connect_from(source: IpAddr, port: u16, path: &str) -> anyhow::Result<WebSocketStream<TcpStream>> {
     let socket = TcpSocket::new_v4()?;
     socket.bind(SocketAddr::new(source, 0))?;
     let stream = socket.connect(SocketAddr::from(([127, 0, 0, 1], port))).await?;
@@ -421,7 +421,7 @@ async fn client(
     }
 }
 
-fn rss_kib(pid: u32) -> anyhow::Result<u64> {
+pub(crate) fn rss_kib(pid: u32) -> anyhow::Result<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).context("cannot read the server's status")?;
     status
         .lines()
@@ -432,7 +432,7 @@ fn rss_kib(pid: u32) -> anyhow::Result<u64> {
 }
 
 /// The server's user + system CPU time, in clock ticks.
-fn cpu_ticks(pid: u32) -> anyhow::Result<u64> {
+pub(crate) fn cpu_ticks(pid: u32) -> anyhow::Result<u64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).context("cannot read the server's stat")?;
     // Fields after the command name (which may contain spaces) in parentheses.
     let rest = stat.rsplit_once(')').map(|(_, r)| r).context("bad stat")?;

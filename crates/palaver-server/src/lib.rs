@@ -14,6 +14,7 @@ pub mod bench_match;
 pub mod bench_media;
 pub mod bench_push;
 pub mod bench_sfu;
+pub mod bench_signal;
 pub mod bench_ws;
 pub mod cli;
 pub mod config;

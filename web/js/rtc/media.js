@@ -29,12 +29,15 @@ export function normalize(policy = {}) {
   return { constraints, opus };
 }
 
+/** What a call asks of the camera. */
+export const CAMERA = { width: { ideal: 1280 }, height: { ideal: 720 }, frameRate: { ideal: 30 } };
+
 /** The microphone (and camera for video) with the policy's processing. */
 export function getMedia(policy, { video = false } = {}) {
   const { constraints } = normalize(policy);
   return navigator.mediaDevices.getUserMedia({
     audio: constraints,
-    video: video ? { width: { ideal: 1280 }, height: { ideal: 720 }, frameRate: { ideal: 30 } } : false,
+    video: video ? CAMERA : false,
   });
 }
 
