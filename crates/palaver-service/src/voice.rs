@@ -334,9 +334,11 @@ impl VoiceService {
                 &room_topic(id),
                 "participant_joined",
                 None,
-                // `email` and `participant_count` serve the original design's socket.
-                json!({"room_id": id, "participant": me, "user_id": who.id(), "email": who.user.email,
-                       "participant_count": room.current_participants}),
+                // `display_name` and `participant_count` serve the original
+                // design's socket. Never an email: other participants see
+                // each other by name and id only.
+                json!({"room_id": id, "participant": me, "user_id": who.id(),
+                       "display_name": who.user.display_name, "participant_count": room.current_participants}),
             );
         }
         let policy = policy(&me, who.user.role);
@@ -367,13 +369,13 @@ impl VoiceService {
         if let Some(sfu) = self.sfu.get() {
             let _ = sfu.remove_peer(room, user).await;
         }
-        let email = self.store.user_by_id(user).await.ok().flatten().map(|u| u.email);
+        let name = self.store.user_by_id(user).await.ok().flatten().map(|u| u.display_name);
         let count = self.store.voice_room(room).await.ok().flatten().map(|r| r.current_participants);
         self.realtime.publish(
             &room_topic(room),
             "participant_left",
             None,
-            json!({"room_id": room, "user_id": user, "role": role, "reason": reason, "email": email,
+            json!({"room_id": room, "user_id": user, "role": role, "reason": reason, "display_name": name,
                    "participant_count": count}),
         );
         self.realtime.revoke(&room_topic(room), user);
@@ -480,16 +482,12 @@ impl VoiceService {
         }
         let seat = self.seat(id, target).await?;
         self.push_policy(&seat).await;
-        let email = if target == who.id() {
-            Some(who.user.email.clone())
-        } else {
-            self.store.user_by_id(target).await?.map(|u| u.email)
-        };
         self.realtime.publish(
             &room_topic(id),
             "mute_changed",
             None,
-            json!({"room_id": id, "user_id": target, "is_muted": muted, "by": who.id(), "email": email}),
+            json!({"room_id": id, "user_id": target, "is_muted": muted, "by": who.id(),
+                   "display_name": seat.display_name}),
         );
         Ok(seat)
     }

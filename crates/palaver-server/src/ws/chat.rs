@@ -15,7 +15,6 @@ use palaver_realtime::{
 };
 use palaver_service::chat::SendMessage;
 use palaver_service::{ChatService, Principal};
-use palaver_store::Store;
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
@@ -172,37 +171,37 @@ const CHAT_SLOT: usize = 1;
 /// `POST /media` returned, making a `file` message unless `message_type`
 /// says otherwise), `{"type":"typing","is_typing":true}` and
 /// `{"type":"read_receipt","message_id":9}`; members receive each message
-/// as `{"type":"chat_message","id","sender","content","message_type",
-/// "created_at","media_file","seq"}` (`sender` is the sender's email, as
-/// the original design had it) and typing as
-/// `{"type":"typing","user","is_typing"}`. Errors are
+/// as `{"type":"chat_message","id","sender","sender_id","content",
+/// "message_type","created_at","media_file","seq"}` and typing as
+/// `{"type":"typing","user","user_id","is_typing"}`. Errors are
 /// `{"type":"error","code","message"}`.
+///
+/// `sender` and `user` are the display name: the original design put the
+/// sender's email there, but emails are private (users see each other by
+/// display name and id), so the shape is kept and the id added.
 pub struct ChatProtocol {
     topic: Topic,
-    /// Emails of the room's participants when the socket opened; later
-    /// joiners are named by display name.
-    emails: HashMap<UserId, String>,
+    /// Display names of the room's participants when the socket opened
+    /// (typing events carry only an id); later joiners are named by the
+    /// messages themselves.
+    names: HashMap<UserId, String>,
 }
 
 impl ChatProtocol {
     /// The protocol of a connection to `room`.
-    pub async fn new(store: &Arc<dyn Store>, chat: &ChatService, who: &Principal, room: Id) -> Result<Self> {
+    pub async fn new(chat: &ChatService, who: &Principal, room: Id) -> Result<Self> {
         let found = chat.room_of(who, room).await?;
-        let mut emails = HashMap::new();
-        for p in &found.participants {
-            if let Some(user) = store.user_by_id(p.user.id).await? {
-                emails.insert(user.id, user.email);
-            }
-        }
-        Ok(Self { topic: Topic::new("chat", room), emails })
+        let names = found.participants.iter().map(|p| (p.user.id, p.user.display_name.clone())).collect();
+        Ok(Self { topic: Topic::new("chat", room), names })
     }
 
+    /// The display name of `user` (an author object or a bare id).
     fn name(&self, user: &Value) -> Value {
-        let id = user.get("id").and_then(Value::as_i64).or_else(|| user.as_i64());
-        match id.and_then(|id| self.emails.get(&id)) {
-            Some(email) => Value::String(email.clone()),
-            None => user.get("display_name").cloned().unwrap_or(Value::Null),
+        if let Some(name) = user.get("display_name").filter(|n| n.is_string()) {
+            return name.clone();
         }
+        let id = user.get("id").and_then(Value::as_i64).or_else(|| user.as_i64());
+        id.and_then(|id| self.names.get(&id)).map_or(Value::Null, |name| Value::String(name.clone()))
     }
 }
 
@@ -229,6 +228,11 @@ fn legacy_media_id(value: &Value) -> std::result::Result<Option<Id>, &'static st
         (None | Some("file" | "thumbnail" | ""), None) => Ok(Some(id)),
         _ => Err(WHY),
     }
+}
+
+/// The user id of an author object or a bare id.
+fn user_id(user: &Value) -> Value {
+    user.get("id").or(Some(user)).filter(|v| v.is_i64()).cloned().unwrap_or(Value::Null)
 }
 
 fn legacy_error(err: &WsError) -> Option<Utf8Bytes> {
@@ -308,6 +312,7 @@ impl Protocol for ChatProtocol {
                     "type": "chat_message",
                     "id": data.get("id"),
                     "sender": self.name(data.get("sender")?),
+                    "sender_id": user_id(data.get("sender")?),
                     "content": data.get("content"),
                     "message_type": data.get("message_type"),
                     "created_at": data.get("created_at"),
@@ -319,6 +324,7 @@ impl Protocol for ChatProtocol {
                 "typing" => json!({
                     "type": "typing",
                     "user": self.name(data.get("user_id")?),
+                    "user_id": data.get("user_id"),
                     "is_typing": data.get("is_typing"),
                 }),
                 _ => return None,

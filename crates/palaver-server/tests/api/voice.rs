@@ -482,12 +482,13 @@ api_test! {
         let mut seen = a_ws.watch();
         let b_ws = Socket::connect(&app, &path, &b.access_token).await;
         let mut b_seen = b_ws.watch();
-        let joined = next_frame(&mut seen, WAIT, |f| f["type"] == "participant_joined" && f["user"] == b.email.as_str()).await;
-        assert_eq!(joined.unwrap()["participant_count"], 2);
+        // Members are named by display name and id, never by email.
+        let joined = next_frame(&mut seen, WAIT, |f| f["type"] == "participant_joined" && f["user_id"] == b.id).await.unwrap();
+        assert_eq!((joined["user"].as_str(), joined["participant_count"].as_i64()), (Some("b"), Some(2)));
 
         b_ws.send(json!({"type": "mute_toggle", "is_muted": true}));
         let muted = next_frame(&mut seen, WAIT, |f| f["type"] == "mute_toggle").await.unwrap();
-        assert_eq!((muted["user"].as_str(), muted["is_muted"].as_bool()), (Some(b.email.as_str()), Some(true)));
+        assert_eq!((muted["user"].as_str(), muted["user_id"].as_i64(), muted["is_muted"].as_bool()), (Some("b"), Some(b.id), Some(true)));
 
         b_ws.send(json!({"type": "audio_data", "audio_data": "AAAA"}));
         let err = next_frame(&mut b_seen, WAIT, |f| f["type"] == "error").await.unwrap();
@@ -504,6 +505,93 @@ api_test! {
 
         b_ws.send(json!({"type": "leave_room"}));
         let left = next_frame(&mut seen, WAIT, |f| f["type"] == "participant_left").await.unwrap();
-        assert_eq!((left["user"].as_str(), left["participant_count"].as_i64()), (Some(b.email.as_str()), Some(1)));
+        assert_eq!((left["user"].as_str(), left["participant_count"].as_i64()), (Some("b"), Some(1)));
+    }
+}
+
+/// Every frame a receiver got so far, as sent (re-serialized JSON).
+fn drain_texts(rx: &mut broadcast::Receiver<Value>) -> Vec<String> {
+    let mut texts = Vec::new();
+    loop {
+        match rx.try_recv() {
+            Ok(frame) => texts.push(frame.to_string()),
+            Err(broadcast::error::TryRecvError::Lagged(_)) => continue,
+            Err(_) => return texts,
+        }
+    }
+}
+
+api_test! {
+    /// Emails are private: whatever another user does in a voice room, a
+    /// chat room or a call, no frame the host receives (native `/ws`, the
+    /// original design's `/ws/voice-room/` and `/ws/chat/`) carries the
+    /// other user's email; they are named by display name and id.
+    async fn room_frames_never_carry_emails(app) {
+        let host = app.register("priv-host@private.example").await;
+        let guest = app.register("priv-guest@private.example").await;
+        let room = create_room(&app, &host, room_body("t", "beginner", 10)).await;
+        let base = format!("/api/v1/voice-rooms/{room}");
+        let topic = format!("voice:{room}");
+        app.post(&format!("{base}/join"), Some(&host.access_token), json!({})).await.expect(200);
+        let native = observe(&app, &host, room).await;
+        let legacy = Socket::connect(&app, &format!("/ws/voice-room/{room}/"), &host.access_token).await;
+        let (mut native_all, mut legacy_all) = (native.watch(), legacy.watch());
+        let (mut events, mut legacy_events) = (native.watch(), legacy.watch());
+
+        // The guest joins, mutes, steps down, raises a hand and leaves.
+        app.post(&format!("{base}/join"), Some(&guest.access_token), json!({})).await.expect(200);
+        let joined = next_event(&mut events, &topic, "participant_joined", WAIT).await.unwrap();
+        assert_eq!((joined["user_id"].as_i64(), joined["display_name"].as_str()), (Some(guest.id), Some("priv-guest")));
+        let legacy_joined = next_frame(&mut legacy_events, WAIT, |f| f["type"] == "participant_joined" && f["user_id"] == guest.id).await.unwrap();
+        assert_eq!(legacy_joined["user"], "priv-guest");
+        let mute = format!("{base}/participants/{}/mute", guest.id);
+        app.post(&mute, Some(&guest.access_token), json!({"muted": true})).await.expect(200);
+        let muted = next_event(&mut events, &topic, "mute_changed", WAIT).await.unwrap();
+        assert_eq!(muted["display_name"], "priv-guest");
+        next_frame(&mut legacy_events, WAIT, |f| f["type"] == "mute_toggle" && f["user"] == "priv-guest").await.unwrap();
+        let role = format!("{base}/participants/{}/role", guest.id);
+        app.post(&role, Some(&guest.access_token), json!({"role": "listener"})).await.expect(200);
+        next_event(&mut events, &topic, "role_changed", WAIT).await.unwrap();
+        app.post(&format!("{base}/hand"), Some(&guest.access_token), json!({"raised": true})).await.expect(200);
+        next_event(&mut events, &topic, "hand_raised", WAIT).await.unwrap();
+        app.post(&format!("{base}/leave"), Some(&guest.access_token), json!({})).await.expect(204);
+        let left = next_event(&mut events, &topic, "participant_left", WAIT).await.unwrap();
+        assert_eq!(left["display_name"], "priv-guest");
+        next_frame(&mut legacy_events, WAIT, |f| f["type"] == "participant_left" && f["user"] == "priv-guest").await.unwrap();
+
+        // A chat room: the guest writes and types; the host reads the
+        // original design's chat socket.
+        let chat = app
+            .post("/api/v1/chat/rooms", Some(&host.access_token), json!({"room_type": "group", "participant_ids": [guest.id], "name": "g"}))
+            .await
+            .expect(201)["id"]
+            .as_i64()
+            .unwrap();
+        let chat_legacy = Socket::connect(&app, &format!("/ws/chat/{chat}/"), &host.access_token).await;
+        let mut chat_all = chat_legacy.watch();
+        let mut chat_frames = chat_legacy.watch();
+        let guest_ws = Socket::connect(&app, "/ws", &guest.access_token).await;
+        let ack = guest_ws.request(json!({"op": "subscribe", "topic": format!("chat:{chat}")})).await;
+        assert_eq!(ack["op"], "ack", "{ack}");
+        guest_ws.send(json!({"op": "typing", "topic": format!("chat:{chat}"), "is_typing": true}));
+        let typing = next_frame(&mut chat_frames, WAIT, |f| f["type"] == "typing").await.unwrap();
+        assert_eq!((typing["user"].as_str(), typing["user_id"].as_i64()), (Some("priv-guest"), Some(guest.id)));
+        app.post(&format!("/api/v1/chat/rooms/{chat}/messages"), Some(&guest.access_token),
+                 json!({"content": "hola", "message_type": "text", "client_msg_id": "priv-1"})).await.expect(201);
+        let message = next_frame(&mut chat_frames, WAIT, |f| f["type"] == "chat_message" && f["content"] == "hola").await.unwrap();
+        assert_eq!((message["sender"].as_str(), message["sender_id"].as_i64()), (Some("priv-guest"), Some(guest.id)));
+
+        // A call from the guest rings on the host's native socket.
+        app.post("/api/v1/calls", Some(&guest.access_token), json!({"receiver_id": host.id, "call_type": "voice"}))
+            .await
+            .expect(201);
+        next_frame(&mut events, WAIT, |f| f["type"] == "call_incoming").await.unwrap();
+
+        let frames: Vec<String> =
+            [&mut native_all, &mut legacy_all, &mut chat_all].into_iter().flat_map(drain_texts).collect();
+        assert!(frames.len() >= 12, "the host saw the guest's doings: {frames:?}");
+        for frame in &frames {
+            assert!(!frame.contains(&guest.email) && !frame.contains("@private.example"), "an email reached another user: {frame}");
+        }
     }
 }
