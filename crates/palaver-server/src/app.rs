@@ -234,6 +234,7 @@ impl App {
                 // Filled per user at join from the calls' ICE settings
                 // (STUN, and TURN with short-lived credentials).
                 ice_servers: Vec::new(),
+                media: crate::rtc::audio_policy(config).into(),
             },
             chat_rates: palaver_service::ChatRates { messages: config.rate_messages, rooms: config.rate_chat_rooms },
             body_codec: palaver_service::chat::BodyCodec::new(keyring.clone(), config.encrypt_at_rest),

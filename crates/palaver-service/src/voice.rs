@@ -21,6 +21,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use chrono::TimeDelta;
+use palaver_core::media::{AudioPolicy, MediaPolicy};
 use palaver_core::time::now;
 use palaver_core::user::{Level, Role};
 use palaver_core::voice::{NewVoiceRoom, VoiceParticipant, VoiceRole, VoiceRoom};
@@ -52,6 +53,8 @@ pub struct VoiceSettings {
     /// ICE servers handed to clients with `join` (STUN/TURN); the SFU
     /// itself is ICE-lite on a reachable address and needs none.
     pub ice_servers: Vec<Value>,
+    /// The audio policy (from configuration, shared with calls).
+    pub media: MediaPolicy,
 }
 
 impl Default for VoiceSettings {
@@ -63,13 +66,17 @@ impl Default for VoiceSettings {
             sweep_interval: Duration::from_secs(1),
             node_id: "node".into(),
             ice_servers: Vec::new(),
+            media: MediaPolicy::from(AudioPolicy::default()),
         }
     }
 }
 
+/// The RFC 6464 client-to-mixer audio level header extension.
+const AUDIO_LEVEL_EXTENSION: &str = "urn:ietf:params:rtp-hdrext:ssrc-audio-level";
+
 /// What a client needs to connect its media.
 #[derive(Debug, Clone, Serialize, ToSchema)]
-pub struct MediaInfo {
+pub struct RoomMedia {
     /// The node whose SFU carries the room's media.
     pub node: String,
     /// Its UDP address (`host:port`): the only ICE candidate, ICE-lite.
@@ -82,8 +89,13 @@ pub struct MediaInfo {
     /// What the caller may publish now (a speaker: audio; a teacher who
     /// speaks: a screen-share video track too).
     pub publish: PublishRights,
-    /// The audio the SFU expects.
-    pub audio: AudioPolicy,
+    /// The audio policy, the same as calls': `audio` (capture constraints
+    /// for `getUserMedia`) and `opus` (the `a=fmtp` parameters).
+    #[serde(flatten)]
+    pub policy: MediaPolicy,
+    /// The RTP header extension (RFC 6464) senders must add: it drives
+    /// active-speaker detection.
+    pub audio_level_extension: String,
     /// How to signal: the `signal` op with `room_id` over `/ws` (or
     /// `POST /voice-rooms/{id}/signal`).
     pub signaling: String,
@@ -96,40 +108,6 @@ pub struct PublishRights {
     pub audio: bool,
     /// One screen-share video track.
     pub video: bool,
-}
-
-/// The audio a voice room carries. Clients set their encoder from it.
-#[derive(Debug, Clone, Serialize, ToSchema)]
-pub struct AudioPolicy {
-    /// `opus`.
-    pub codec: String,
-    /// 48000.
-    pub clock_rate: u32,
-    /// Packet time in milliseconds.
-    pub ptime_ms: u32,
-    /// Discontinuous transmission (silence sends little).
-    pub dtx: bool,
-    /// In-band forward error correction.
-    pub fec: bool,
-    /// Largest average bitrate, bits per second.
-    pub max_average_bitrate: u32,
-    /// Senders must add this RTP header extension (RFC 6464): it drives
-    /// active-speaker detection.
-    pub audio_level_extension: String,
-}
-
-impl Default for AudioPolicy {
-    fn default() -> Self {
-        Self {
-            codec: "opus".into(),
-            clock_rate: 48_000,
-            ptime_ms: 20,
-            dtx: true,
-            fec: true,
-            max_average_bitrate: 32_000,
-            audio_level_extension: "urn:ietf:params:rtp-hdrext:ssrc-audio-level".into(),
-        }
-    }
 }
 
 /// A new room, as asked for.
@@ -161,7 +139,7 @@ pub struct JoinedRoom {
     /// The caller's own seat.
     pub me: VoiceParticipant,
     /// How to connect media.
-    pub media: MediaInfo,
+    pub media: RoomMedia,
 }
 
 /// The kinds of media signal a participant sends.
@@ -212,7 +190,6 @@ pub struct VoiceService {
     realtime: RealtimeHandle,
     sfu: OnceLock<Sfu>,
     settings: VoiceSettings,
-    audio: AudioPolicy,
 }
 
 impl std::fmt::Debug for VoiceService {
@@ -224,7 +201,7 @@ impl std::fmt::Debug for VoiceService {
 impl VoiceService {
     /// Builds the service; the SFU is installed with [`Self::set_sfu`].
     pub fn new(store: Arc<dyn Store>, realtime: RealtimeHandle, settings: VoiceSettings) -> Self {
-        Self { store, realtime, sfu: OnceLock::new(), settings, audio: AudioPolicy::default() }
+        Self { store, realtime, sfu: OnceLock::new(), settings }
     }
 
     /// Installs this node's SFU (once).
@@ -342,13 +319,14 @@ impl VoiceService {
             );
         }
         let policy = policy(&me, who.user.role);
-        let media = MediaInfo {
+        let media = RoomMedia {
             node: room.media_node.clone().unwrap_or_else(|| self.settings.node_id.clone()),
             udp: room.media_addr.clone().unwrap_or_else(|| self.media_addr()),
             ice_lite: true,
             ice_servers: self.settings.ice_servers.clone(),
             publish: PublishRights { audio: policy.audio, video: policy.video },
-            audio: self.audio.clone(),
+            policy: self.settings.media.clone(),
+            audio_level_extension: AUDIO_LEVEL_EXTENSION.into(),
             signaling: format!(
                 "send {{\"op\":\"signal\",\"room_id\":{id},\"kind\":\"offer\",\"payload\":{{\"type\":\"offer\",\"sdp\":\"...\"}}}} on /ws"
             ),

@@ -224,7 +224,12 @@ api_test! {
         let topic = format!("voice:{room}");
         assert!(me["media"]["udp"].as_str().unwrap().starts_with("127.0.0.1:"));
         assert_eq!(me["media"]["publish"]["audio"], true);
-        assert_eq!(me["media"]["audio"]["codec"], "opus");
+        // The audio policy is the calls' one: capture constraints and Opus parameters.
+        assert_eq!(me["media"]["audio"]["echoCancellation"], true);
+        assert_eq!(me["media"]["opus"]["fmtp"], "useinbandfec=1;usedtx=1;maxaveragebitrate=32000;stereo=0");
+        assert_eq!(me["media"]["audio_level_extension"], "urn:ietf:params:rtp-hdrext:ssrc-audio-level");
+        let call = app.post("/api/v1/calls", Some(&host.access_token), json!({"receiver_id": a.id, "call_type": "voice"})).await.expect(201);
+        assert_eq!((&me["media"]["audio"], &me["media"]["opus"]), (&call["media"]["audio"], &call["media"]["opus"]));
         assert!(me["media"]["ice_servers"].is_array());
         assert_eq!(app.post(&format!("{base}/join"), Some(&a.access_token), json!({})).await.expect(200)["me"]["role"], "speaker");
         let joined = next_event(&mut events, &topic, "participant_joined", WAIT).await.unwrap();
