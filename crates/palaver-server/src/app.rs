@@ -235,6 +235,8 @@ impl App {
                 // Filled per user at join from the calls' ICE settings
                 // (STUN, and TURN with short-lived credentials).
                 ice_servers: Vec::new(),
+                media: crate::rtc::audio_policy(config).into(),
+                host_ttl: config.voice_host_ttl,
             },
             chat_rates: palaver_service::ChatRates { messages: config.rate_messages, rooms: config.rate_chat_rooms },
             body_codec: palaver_service::chat::BodyCodec::new(keyring.clone(), config.encrypt_at_rest),
@@ -268,13 +270,28 @@ impl App {
             .with_context(|| format!("cannot bind the media UDP socket {} (PALAVER_MEDIA_UDP)", config.media_udp))?;
         services.voice.set_sfu(sfu);
         let rtc = crate::rtc::Rtc::build(config, &services, redis.clone());
-        let hub = crate::ws::start_hub(
+        // Voice-room media hosts: in Redis when nodes share one, else here.
+        let media_hosts: Arc<dyn palaver_service::media_hosts::MediaHosts> = match &redis {
+            Some(redis) => Arc::new(palaver_service::media_hosts::RedisMediaHosts::new(
+                redis.clone(),
+                &config.redis_prefix,
+                config.voice_host_ttl,
+            )),
+            None => Arc::new(palaver_service::media_hosts::MemoryMediaHosts::new(config.voice_host_ttl)),
+        };
+        let (hub, nodes) = crate::ws::start_hub(
             crate::ws::hub_config(config, &node_id),
             &services,
             redis_client.map(|(client, manager)| (client, manager, config.redis_prefix.clone())),
             Some(rtc.matching.clone()),
+            shutdown.child_token(),
         )
         .await?;
+        nodes.register(
+            palaver_service::voice::MEDIA_SERVICE,
+            Arc::new(palaver_service::voice::MediaNode(services.voice.clone())),
+        );
+        services.voice.set_cluster(media_hosts, Arc::new(nodes));
         crate::ws::calls::register(&hub, &services, &rtc);
         crate::ws::chat::register(&hub, services.chat.clone());
         crate::ws::voice::register(&hub, &services);

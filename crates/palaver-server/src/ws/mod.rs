@@ -24,7 +24,7 @@ use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use palaver_core::Error;
-use palaver_realtime::{Backend, ConnectParams, Hub, HubConfig, NativeProtocol, Protocol};
+use palaver_realtime::{Backend, ConnectParams, Hub, HubConfig, NativeProtocol, NodeRpc, Protocol};
 use palaver_service::{Principal, Services};
 
 use serde::Deserialize;
@@ -53,17 +53,22 @@ pub fn hub_config(config: &Config, node_id: &str) -> HubConfig {
 
 /// Starts the hub on the configured backend and plugs in what the server
 /// owns: the `presence` kind, last-seen updates, and the hub as the
-/// services' [`palaver_service::Realtime`].
+/// services' [`palaver_service::Realtime`]. Also returns the link for
+/// requests between nodes, on the same backend (stopped by `shutdown`).
 pub async fn start_hub(
     config: HubConfig,
     services: &Services,
     redis: Option<(redis::Client, redis::aio::ConnectionManager, String)>,
     matching: Option<Arc<palaver_rtc::MatchService>>,
-) -> anyhow::Result<Hub> {
+    shutdown: tokio_util::sync::CancellationToken,
+) -> anyhow::Result<(Hub, NodeRpc)> {
     let backend = match redis {
         Some((client, conn, prefix)) => Backend::Redis { client, conn, prefix },
         None => Backend::memory(),
     };
+    let nodes = NodeRpc::start(&backend, &config.node_id, palaver_realtime::nodes::DEFAULT_TIMEOUT, shutdown)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot start the link between nodes: {e}"))?;
     let hooks = Arc::new(kinds::StoreHooks(services.store.clone(), matching, Some(services.voice.clone())));
     let hub =
         Hub::start(config, backend, hooks).await.map_err(|e| anyhow::anyhow!("cannot start the real-time hub: {e}"))?;
@@ -72,7 +77,7 @@ pub async fn start_hub(
         Arc::new(kinds::PresenceKind { store: services.store.clone(), realtime: services.realtime.clone() }),
     );
     services.realtime.set(Arc::new(hub.clone()));
-    Ok(hub)
+    Ok((hub, nodes))
 }
 
 /// The WebSocket routes.

@@ -41,7 +41,12 @@ struct Socket {
 
 impl Socket {
     async fn connect(app: &TestApp, path: &str, token: &str) -> Socket {
-        let (ws, _) = connect_async(format!("ws://{}{}?token={}", app.addr, path, token)).await.unwrap();
+        Self::connect_to(&app.addr.to_string(), path, token).await
+    }
+
+    /// Connects to the server at `addr` (`host:port`).
+    async fn connect_to(addr: &str, path: &str, token: &str) -> Socket {
+        let (ws, _) = connect_async(format!("ws://{addr}{path}?token={token}")).await.unwrap();
         let (mut sink, mut stream) = ws.split();
         let (out, mut rx) = mpsc::unbounded_channel::<Message>();
         let (frames, _) = broadcast::channel(4096);
@@ -224,7 +229,12 @@ api_test! {
         let topic = format!("voice:{room}");
         assert!(me["media"]["udp"].as_str().unwrap().starts_with("127.0.0.1:"));
         assert_eq!(me["media"]["publish"]["audio"], true);
-        assert_eq!(me["media"]["audio"]["codec"], "opus");
+        // The audio policy is the calls' one: capture constraints and Opus parameters.
+        assert_eq!(me["media"]["audio"]["echoCancellation"], true);
+        assert_eq!(me["media"]["opus"]["fmtp"], "useinbandfec=1;usedtx=1;maxaveragebitrate=32000;stereo=0");
+        assert_eq!(me["media"]["audio_level_extension"], "urn:ietf:params:rtp-hdrext:ssrc-audio-level");
+        let call = app.post("/api/v1/calls", Some(&host.access_token), json!({"receiver_id": a.id, "call_type": "voice"})).await.expect(201);
+        assert_eq!((&me["media"]["audio"], &me["media"]["opus"]), (&call["media"]["audio"], &call["media"]["opus"]));
         assert!(me["media"]["ice_servers"].is_array());
         assert_eq!(app.post(&format!("{base}/join"), Some(&a.access_token), json!({})).await.expect(200)["me"]["role"], "speaker");
         let joined = next_event(&mut events, &topic, "participant_joined", WAIT).await.unwrap();
@@ -355,8 +365,14 @@ async fn connect(app: &TestApp, room: i64, user: TestUser, options: ClientOption
     let joined =
         app.post(&format!("/api/v1/voice-rooms/{room}/join"), Some(&user.access_token), json!({})).await.expect(200);
     assert!(joined["media"]["udp"].is_string());
+    connect_media(&app.addr.to_string(), room, user, options).await
+}
+
+/// Connects media for a seated participant, signaling over `/ws` of the
+/// server at `addr` (which need not be the node hosting the room).
+async fn connect_media(addr: &str, room: i64, user: TestUser, options: ClientOptions) -> (Peer, Value) {
     let client = SfuClient::spawn(ClientOptions { audio_rate: 50, ..options }).await.unwrap();
-    let ws = Socket::connect(app, "/ws", &user.access_token).await;
+    let ws = Socket::connect_to(addr, "/ws", &user.access_token).await;
     let mut signals = ws.watch();
     let (first_answer, mut answered) = mpsc::unbounded_channel::<Value>();
     {
@@ -593,5 +609,188 @@ api_test! {
         for frame in &frames {
             assert!(!frame.contains(&guest.email) && !frame.contains("@private.example"), "an email reached another user: {frame}");
         }
+    }
+}
+
+/// A server process of a two-node cluster.
+struct Node {
+    port: u16,
+    http: reqwest::Client,
+}
+
+impl Node {
+    fn addr(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    async fn call(&self, method: reqwest::Method, path: &str, token: &str, body: Value) -> (u16, Value) {
+        let resp = self
+            .http
+            .request(method, format!("http://{}/api/v1{path}", self.addr()))
+            .bearer_auth(token)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        let status = resp.status().as_u16();
+        (status, resp.json().await.unwrap_or(Value::Null))
+    }
+
+    async fn post(&self, path: &str, token: &str, body: Value) -> Value {
+        let (status, body) = self.call(reqwest::Method::POST, path, token, body).await;
+        assert!((200..300).contains(&status), "POST {path} on :{}: {status} {body}", self.port);
+        body
+    }
+
+    async fn register(&self, email: &str) -> TestUser {
+        let password = "password-123".to_owned();
+        let body: Value = self
+            .http
+            .post(format!("http://{}/api/v1/auth/register", self.addr()))
+            .json(&json!({"email": email, "password": password, "display_name": email.split('@').next()}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        TestUser {
+            id: body["user"]["id"].as_i64().unwrap(),
+            email: email.to_owned(),
+            password,
+            access_token: body["access_token"].as_str().unwrap().to_owned(),
+            refresh_token: body["refresh_token"].as_str().unwrap().to_owned(),
+        }
+    }
+
+    /// A counter from the node's `/metrics`.
+    async fn metric(&self, name: &str) -> f64 {
+        let text = self.http.get(format!("http://{}/metrics", self.addr())).send().await.unwrap().text().await.unwrap();
+        text.lines()
+            .filter(|l| l.starts_with(name) && l[name.len()..].starts_with([' ', '{']))
+            .filter_map(|l| l.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok()))
+            .sum()
+    }
+}
+
+/// Two server processes on one PostgreSQL and one Redis. A room's media
+/// lives on the node that hosts it (node 1); a participant whose REST calls
+/// and WebSocket go to node 2 is told node 1's media address, signals
+/// through node 2 (which forwards to node 1 and relays the answers), and
+/// real WebRTC audio flows both ways through node 1's SFU. A mute made on
+/// node 2 is enforced by node 1's SFU, and node 1's errors come back
+/// through node 2. When node 1 dies, its lease lapses and node 2 hosts the
+/// room: a new media session connects there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_room_hosted_on_one_node_is_heard_through_another() {
+    let (Some(db), Some(redis_url)) = (palaver_store::testing::postgres().await.unwrap(), crate::helpers::redis_url())
+    else {
+        eprintln!("PostgreSQL or Redis not configured: multi-node voice test skipped");
+        return;
+    };
+    let schema = db.options.pg_schema.clone().unwrap();
+    let database_url = format!("{}?options%5Bsearch_path%5D={schema}", db.options.url);
+    let prefix = format!("palaver-test-{}", uuid::Uuid::new_v4().simple());
+    let dirs = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
+    let ports = [crate::binary::free_port(), crate::binary::free_port()];
+    let mut processes = Vec::new();
+    for (i, dir) in dirs.iter().enumerate() {
+        let mut cmd = crate::binary::palaver(dir.path());
+        cmd.env("DATABASE_URL", &database_url)
+            .env("REDIS_URL", &redis_url)
+            .env("PALAVER_REDIS_PREFIX", &prefix)
+            .env("PALAVER_JWT_SECRET", crate::helpers::JWT_SECRET)
+            .env("PALAVER_ENCRYPTION_KEYS", crate::helpers::TEST_KEY_1)
+            .env("PALAVER_NODE_ID", format!("node-{}", i + 1))
+            .env("PALAVER_RATE_REGISTER", "100/1m")
+            .env("PALAVER_VOICE_HOST_TTL", "2s")
+            .env("PALAVER_LOG", "warn");
+        processes.push(crate::binary::start(cmd, ports[i]).await);
+    }
+    let http = reqwest::Client::builder().timeout(Duration::from_secs(20)).build().unwrap();
+    let [one, two] = ports.map(|port| Node { port, http: http.clone() });
+
+    let ana = one.register("ana@nodes.org").await;
+    let ben = two.register("ben@nodes.org").await;
+    let room = one
+        .post("/voice-rooms", &ana.access_token, json!({"name": "N", "topic": "t", "difficulty_level": "beginner"}))
+        .await["id"]
+        .as_i64()
+        .unwrap();
+    // Ana joins on node 1, which hosts the room; Ben joins on node 2 and is
+    // told node 1's media address.
+    let ana_join = one.post(&format!("/voice-rooms/{room}/join"), &ana.access_token, json!({})).await;
+    assert_eq!(ana_join["media"]["node"], "node-1");
+    let udp_one = ana_join["media"]["udp"].as_str().unwrap().to_owned();
+    let ben_join = two.post(&format!("/voice-rooms/{room}/join"), &ben.access_token, json!({})).await;
+    assert_eq!(
+        (ben_join["media"]["node"].as_str(), ben_join["media"]["udp"].as_str()),
+        (Some("node-1"), Some(udp_one.as_str()))
+    );
+    assert_eq!(ben_join["room"]["media_node"], "node-1");
+
+    // Media: Ana signals through node 1, Ben through node 2; both publish.
+    let both = ClientOptions { audio: true, ..ClientOptions::default() };
+    let (a, _) = connect_media(&one.addr(), room, ana.clone(), both).await;
+    let (b, answer) = connect_media(&two.addr(), room, ben.clone(), both).await;
+    assert!(
+        answer["sdp"].as_str().unwrap().contains(udp_one.split(':').next_back().unwrap()),
+        "node 1's SFU answered Ben"
+    );
+    a.client.set_audio_level(Some(-20));
+    b.client.set_audio_level(Some(-20));
+    until("Ben (signaling on node 2) hears Ana", || b.client.received(ana.id, "audio") > 25).await;
+    until("Ana hears Ben", || a.client.received(ben.id, "audio") > 25).await;
+
+    // Node 1's errors reach Ben through node 2.
+    let bad = b
+        .ws
+        .request(json!({"op": "signal", "room_id": room, "kind": "ice_candidate", "payload": {"candidate": "candidate:nonsense"}}))
+        .await;
+    assert_eq!((bad["op"].as_str(), bad["code"].as_str()), (Some("error"), Some("validation_failed")), "{bad}");
+
+    // Ana mutes herself through node 2: node 1's SFU stops forwarding her.
+    let refused = one.metric("palaver_sfu_refused_packets_total").await;
+    two.post(&format!("/voice-rooms/{room}/participants/{}/mute", ana.id), &ana.access_token, json!({"muted": true}))
+        .await;
+    let deadline = Instant::now() + WAIT;
+    while one.metric("palaver_sfu_refused_packets_total").await < refused + 25.0 {
+        assert!(Instant::now() < deadline, "node 1 never refused the muted speaker's packets");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let heard = b.client.received(ana.id, "audio");
+    let mark = a.client.received(ben.id, "audio");
+    until("another second of Ben at Ana", || a.client.received(ben.id, "audio") > mark + 50).await;
+    assert!(b.client.received(ana.id, "audio") <= heard + 3, "a muted speaker is not forwarded");
+
+    // Node 1 dies: its lease lapses and node 2 takes the room over.
+    let mut node1 = processes.remove(0);
+    node1.kill().unwrap();
+    node1.wait().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let rejoined = loop {
+        let (status, body) =
+            two.call(reqwest::Method::POST, &format!("/voice-rooms/{room}/join"), &ben.access_token, json!({})).await;
+        assert_eq!(status, 200, "{body}");
+        if body["media"]["node"] == "node-2" {
+            break body;
+        }
+        assert!(Instant::now() < deadline, "the room was never re-hosted: {body}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_ne!(rejoined["media"]["udp"].as_str(), Some(udp_one.as_str()));
+    assert_eq!(rejoined["room"]["media_node"], "node-2");
+    let (again, _) = connect_media(&two.addr(), room, ben.clone(), both).await;
+    assert!(again.client.connected());
+    drop((a, b));
+
+    let (status, _) = crate::binary::terminate(processes.remove(0));
+    assert!(status.success());
+    db.cleanup().await;
+    let client = redis::Client::open(redis_url).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let keys: Vec<String> = redis::cmd("KEYS").arg(format!("{prefix}:*")).query_async(&mut conn).await.unwrap();
+    if !keys.is_empty() {
+        let _: () = redis::cmd("DEL").arg(&keys).query_async(&mut conn).await.unwrap();
     }
 }
