@@ -190,7 +190,7 @@ async fn chat_room(
         Ok(room) => room,
         Err(e) => return ApiError(e).into_response(),
     };
-    let protocol = match chat::ChatProtocol::new(&chat, &principal, room_id).await {
+    let protocol = match chat::ChatProtocol::new(&state.services.store, &chat, &principal, room_id).await {
         Ok(protocol) => protocol,
         Err(e) => return ApiError(e).into_response(),
     };

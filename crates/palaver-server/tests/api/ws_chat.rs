@@ -225,8 +225,8 @@ ws_test! {
         for key in ["id", "sender", "sender_id", "content", "message_type", "created_at", "media_file"] {
             assert!(m.get(key).is_some(), "{key} in {m}");
         }
-        // The sender by display name and id: emails are private.
-        assert_eq!((m["sender"].as_str(), m["sender_id"].as_i64(), m["message_type"].as_str()), (Some("ana"), Some(ana.id), Some("text")));
+        // The sender by email, as the original design's clients expect, and by id.
+        assert_eq!((m["sender"].as_str(), m["sender_id"].as_i64(), m["message_type"].as_str()), (Some(ana.email.as_str()), Some(ana.id), Some("text")));
         assert!(m["media_file"].is_null());
 
         // Ben speaks the original protocol; Ana on /ws sees a message event.
@@ -236,7 +236,7 @@ ws_test! {
         let event = native.event(&topic, "message").await;
         assert_eq!((event["data"]["content"].as_str(), event["seq"].as_i64()), (Some("hi"), Some(last + 1)));
         let echo = legacy.recv().await;
-        assert_eq!((echo["content"].as_str(), echo["sender"].as_str()), (Some("hi"), Some("ben")));
+        assert_eq!((echo["content"].as_str(), echo["sender"].as_str()), (Some("hi"), Some(ben.email.as_str())));
         assert_eq!(echo["id"], event["data"]["id"]);
 
         native.send(json!({"op": "typing", "topic": topic, "is_typing": true})).await;
