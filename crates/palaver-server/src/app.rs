@@ -470,6 +470,15 @@ pub async fn serve(
     let addr = listener.local_addr()?;
     tracing::info!(%addr, node = %app.state.node_id, backend = app.state.services.store.backend().as_str(), "listening");
     let service = app.router().into_make_service_with_connect_info::<SocketAddr>();
+    // No Nagle: a small frame (a call signal, an ack, a chat event) written
+    // while an earlier one is unacknowledged would otherwise wait for the
+    // client's delayed ACK, up to 40 ms on Linux (`palaver bench signal`
+    // showed exactly that at p99).
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp: &mut tokio::net::TcpStream| {
+        if let Err(err) = tcp.set_nodelay(true) {
+            tracing::warn!(%err, "cannot set TCP_NODELAY on a connection");
+        }
+    });
     let server = axum::serve(listener, service).with_graceful_shutdown(token.clone().cancelled_owned());
     let grace = app.shutdown_grace;
     tokio::select! {
