@@ -124,3 +124,54 @@ export async function eventually(fn, { timeout = 15_000, every = 50, what = 'con
     await new Promise((r) => setTimeout(r, every));
   }
 }
+
+/**
+ * A PNG picture to upload, drawn in the page's canvas (a gradient with a
+ * label): {name, mimeType, buffer}, as `setInputFiles` takes it.
+ */
+export async function picture(page, { width = 640, height = 400, name = 'picture.png', label = '' } = {}) {
+  const base64 = await page.evaluate(async ({ width, height, label }) => {
+    const canvas = new OffscreenCanvas(width, height);
+    const g = canvas.getContext('2d');
+    const gradient = g.createLinearGradient(0, 0, width, height);
+    gradient.addColorStop(0, '#f59e0b');
+    gradient.addColorStop(1, '#7c3aed');
+    g.fillStyle = gradient;
+    g.fillRect(0, 0, width, height);
+    g.fillStyle = '#ffffff';
+    g.font = `bold ${Math.round(height / 7)}px sans-serif`;
+    g.fillText(label, width / 12, height / 2);
+    const bytes = new Uint8Array(await (await canvas.convertToBlob({ type: 'image/png' })).arrayBuffer());
+    let binary = '';
+    for (const b of bytes) binary += String.fromCharCode(b);
+    return btoa(binary);
+  }, { width, height, label });
+  return { name, mimeType: 'image/png', buffer: Buffer.from(base64, 'base64') };
+}
+
+/**
+ * Waits until the <img> `locator` has loaded a real picture (decoded, not a
+ * broken image); returns its natural size {width, height}. The element may
+ * be drawn again meanwhile (a message confirmed, then seen): each try finds
+ * it anew.
+ */
+export async function loadedImage(locator, { timeout = 15_000 } = {}) {
+  let last = null;
+  try {
+    return await eventually(async () => {
+      try {
+        await locator.scrollIntoViewIfNeeded({ timeout: 2_000 });
+        return await locator.evaluate(
+          (img) => (img.complete && img.naturalWidth > 0 ? { width: img.naturalWidth, height: img.naturalHeight } : null),
+          null,
+          { timeout: 2_000 },
+        );
+      } catch (err) {
+        last = err;
+        return null;
+      }
+    }, { timeout, what: 'the image to load' });
+  } catch (err) {
+    throw last ? new Error(`${err.message}; last attempt: ${last.message}`) : err;
+  }
+}

@@ -1,12 +1,12 @@
 // Chat in the browser: live conversations (unread badges, typing, seen,
-// replies, edit and delete, delivered over the socket), a conversation read
+// replies, an image shared, edit and delete, delivered over the socket), a conversation read
 // later (history over REST after a reload), and a dropped connection that
 // resumes with since_seq without duplicates or gaps, with what was written
 // offline sent once when the network returns.
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { person, register, shot, eventually } from '../lib/browser.js';
+import { person, register, shot, eventually, picture, loadedImage } from '../lib/browser.js';
 import { suite, done } from '../lib/suite.js';
 
 const t = suite();
@@ -16,7 +16,7 @@ function messageTexts(page) {
   return page.locator('ol.messages > li.msg .content').allTextContents();
 }
 
-test('two people chat live: unread badge, typing, seen, reply, edit, delete', async () => {
+test('two people chat live: unread badge, typing, seen, reply, image share, edit, delete; a reload keeps the history', async () => {
   const ana = await person(t.browser, t.server);
   const bob = await person(t.browser, t.server);
   await register(ana.page, 'Ana');
@@ -60,6 +60,25 @@ test('two people chat live: unread badge, typing, seen, reply, edit, delete', as
   );
   await shot(ana.page, 'chat-conversation');
 
+  // Ana shares a picture; Bob sees it arrive live and load, from a URL
+  // signed for him.
+  const file = await picture(ana.page, { width: 480, height: 360, name: 'mercado.png', label: 'Mercado' });
+  await ana.page.getByLabel('Attach a file').setInputFiles(file);
+  const anaImage = ana.page.getByRole('log').locator('li.msg.mine:not(.pending)').getByRole('img', { name: 'Shared image' });
+  await loadedImage(anaImage);
+  const bobImage = bob.page.getByRole('log').locator('li.msg:not(.mine)').getByRole('img', { name: 'Shared image' });
+  assert.deepEqual(await loadedImage(bobImage), { width: 320, height: 240 }, 'the thumbnail');
+  assert.match(await bobImage.getAttribute('src'), new RegExp(`/api/v1/media/\\d+/thumbnail\\?viewer=${bobUser.id}&`));
+  assert.ok(
+    bob.frames.some((f) => f.op === 'event' && f.type === 'message' && f.data?.message_type === 'image' && f.data?.media_id),
+    'the image message reached Bob over the socket',
+  );
+  // Ana's messages were seen, the picture too.
+  await eventually(async () => (await ana.page.getByRole('log').locator('li.msg.mine .receipt.seen').count()) === 2, { what: 'both of Ana\'s messages seen' });
+  // His conversation list says what came last.
+  await bob.page.getByRole('navigation', { name: 'Conversations' }).getByText('Photo', { exact: true }).waitFor();
+  await shot(bob.page, 'chat-image');
+
   // Ana edits her message; Bob sees the new text, marked edited.
   const mine = ana.page.getByRole('log').locator('li.msg.mine').first();
   await mine.hover();
@@ -75,6 +94,13 @@ test('two people chat live: unread badge, typing, seen, reply, edit, delete', as
   await bob.page.getByRole('dialog').getByRole('button', { name: 'Delete' }).click();
   await ana.page.getByRole('log').getByText('This message was deleted.').waitFor();
 
+  // A reload keeps the history: the texts, the deletion and the picture.
+  for (const p of [ana, bob]) {
+    await p.page.reload();
+    await p.page.getByRole('log').getByText('This message was deleted.').waitFor();
+    assert.deepEqual(await messageTexts(p.page), ['Hola Bob, ¿practicamos español?']);
+    await loadedImage(p.page.getByRole('log').getByRole('img', { name: 'Shared image' }));
+  }
   await done(ana, bob);
 });
 
@@ -95,13 +121,15 @@ test('after a lost connection the conversation resumes with no duplicates or gap
   await bob.page.getByRole('log').getByText('one').waitFor();
 
   // Bob's network goes (and with it his socket, closed and kept closed).
-  await bob.context.setOffline(true);
+  // The socket is closed first: once offline, its closing handshake could
+  // not finish, and when the browser gives up on it varies.
   await bob.page.evaluate(async () => {
     const { app } = await import('/js/app.js');
     app.socket.wanted = false;
     app.socket.ws.close();
   });
   await eventually(() => bob.page.evaluate(async () => (await import('/js/app.js')).app.socket.state === 'closed'), { what: 'the socket to close' });
+  await bob.context.setOffline(true);
   await bob.page.getByText('You are offline. Reconnecting…').waitFor();
 
   // Meanwhile Ana writes three messages, and Bob writes one (it waits).

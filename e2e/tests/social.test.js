@@ -4,7 +4,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { apiCall } from '../lib/server.js';
-import { person, register, shot, eventually } from '../lib/browser.js';
+import { person, register, shot, eventually, picture, loadedImage } from '../lib/browser.js';
 import { suite, done } from '../lib/suite.js';
 
 const t = suite();
@@ -77,6 +77,55 @@ test('a moment is liked and commented on by another user, who is notified', asyn
   await again.getByRole('button', { name: 'Comments', exact: true }).click();
   await again.getByRole('list', { name: 'Replies to Bob' }).getByText('Thank you, Bob!').waitFor();
 
+  await done(ana, bob);
+});
+
+test('a moment with an image: the other user sees the picture, through a link signed for them', async () => {
+  const ana = await person(t.browser, t.server);
+  const bob = await person(t.browser, t.server);
+  await register(ana.page, 'Ana');
+  const bobUser = await register(bob.page, 'Bob', { native: 'en', learning: 'es' });
+
+  // Ana picks a picture: a preview shows before posting.
+  const file = await picture(ana.page, { width: 640, height: 400, name: 'atardecer.png', label: 'Atardecer' });
+  await ana.page.getByLabel('Add media').setInputFiles(file);
+  await ana.page.getByRole('img', { name: 'Attached: atardecer.png' }).waitFor();
+  const text = 'El atardecer desde mi ventana. How do you say "atardecer" in English?';
+  await ana.page.getByLabel('Share a moment').fill(text);
+  await ana.page.getByLabel('Who can see it').selectOption('public');
+  await ana.page.getByRole('button', { name: 'Post' }).click();
+  const anaCard = ana.page.getByRole('article').filter({ hasText: text });
+  await anaCard.waitFor();
+  await loadedImage(anaCard.getByRole('img', { name: 'Media by Ana' }));
+  // The composer is empty again.
+  assert.equal(await ana.page.getByRole('img', { name: 'Attached: atardecer.png' }).count(), 0);
+
+  // Bob sees it in the public feed: the picture loads, from a URL signed
+  // for him (the thumbnail, 320 px on the longer side, or the full picture,
+  // whichever the browser finds sharp enough for the card).
+  await bob.page.getByRole('tab', { name: 'Public' }).click();
+  const card = bob.page.getByRole('article').filter({ hasText: text });
+  await card.waitFor();
+  const img = card.getByRole('img', { name: 'Media by Ana' });
+  const loaded = await loadedImage(img);
+  const current = new URL(await img.evaluate((el) => el.currentSrc));
+  assert.match(current.pathname + current.search, new RegExp(`^/api/v1/media/\\d+/(file|thumbnail)\\?viewer=${bobUser.id}&`));
+  assert.deepEqual(loaded, current.pathname.endsWith('/thumbnail') ? { width: 320, height: 200 } : { width: 640, height: 400 });
+  assert.match(await img.getAttribute('src'), new RegExp(`^/api/v1/media/\\d+/thumbnail\\?viewer=${bobUser.id}&`));
+  // The link opens the full picture, as uploaded.
+  const href = await img.locator('xpath=ancestor::a[1]').getAttribute('href');
+  assert.match(href, new RegExp(`^/api/v1/media/\\d+/file\\?viewer=${bobUser.id}&`));
+  const full = await bob.page.evaluate(async (url) => {
+    const res = await fetch(url);
+    const bitmap = await createImageBitmap(await res.blob());
+    return { status: res.status, type: res.headers.get('content-type'), width: bitmap.width, height: bitmap.height };
+  }, href);
+  assert.deepEqual(full, { status: 200, type: 'image/png', width: 640, height: 400 });
+
+  // After a reload, still there.
+  await bob.page.reload();
+  await loadedImage(bob.page.getByRole('article').filter({ hasText: text }).getByRole('img', { name: 'Media by Ana' }));
+  await shot(bob.page, 'feed-moment-image');
   await done(ana, bob);
 });
 
@@ -177,7 +226,7 @@ test('the feed loads older moments as it scrolls (next_cursor)', async () => {
   const pages = [];
   dan.page.on('response', async (res) => {
     const url = new URL(res.url());
-    if (url.pathname !== '/api/v1/moments' || url.searchParams.get('user_id') !== carla.user.id) return;
+    if (url.pathname !== '/api/v1/moments' || url.searchParams.get('user_id') !== String(carla.user.id)) return;
     pages.push({ url, body: await res.json() });
   });
   await dan.page.goto(`/u/${carla.user.id}`);

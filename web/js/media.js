@@ -24,8 +24,18 @@ export function remember(item) {
   cache.set(item.id, { at: Date.now(), promise: Promise.resolve(item) });
 }
 
-/** An element showing one media item; fills in once its URL is known. */
-export function mediaElement(ref, { alt = '' } = {}) {
+/** The thumbnail's width: the server makes it at most 320 px on the longer side. */
+function thumbnailWidth(width, height) {
+  return Math.max(1, Math.round(width * Math.min(1, 320 / Math.max(width, height))));
+}
+
+/**
+ * An element showing one media item; fills in once its URL is known.
+ * With `sizes` (the CSS width it is shown at, as in the `sizes`
+ * attribute), images offer the browser the thumbnail and the full picture
+ * and it loads the one that is sharp enough; without, the thumbnail.
+ */
+export function mediaElement(ref, { alt = '', sizes = null } = {}) {
   const kind = ref.kind || kindOf(ref.content_type);
   const box = h('div', { class: `media media-${kind}` });
   if (ref.width && ref.height) box.style.aspectRatio = `${ref.width} / ${ref.height}`;
@@ -33,8 +43,12 @@ export function mediaElement(ref, { alt = '' } = {}) {
     const url = item.url;
     let el;
     if (kind === 'image') {
-      el = h('a', { href: url, target: '_blank', rel: 'noopener' },
-        h('img', { src: item.thumbnail_url || url, alt, loading: 'lazy' }));
+      const img = h('img', { src: item.thumbnail_url || url, alt, loading: 'lazy' });
+      if (sizes && item.thumbnail_url && item.width && item.height) {
+        img.srcset = `${item.thumbnail_url} ${thumbnailWidth(item.width, item.height)}w, ${url} ${item.width}w`;
+        img.sizes = sizes;
+      }
+      el = h('a', { href: url, target: '_blank', rel: 'noopener' }, img);
     } else if (kind === 'video') el = h('video', { src: url, controls: true, preload: 'metadata' });
     else if (kind === 'audio') el = h('audio', { src: url, controls: true, preload: 'none' });
     else el = h('a', { href: url, target: '_blank', rel: 'noopener', class: 'file-link' }, icon('clip'), ` ${item.filename || 'Download file'}`);

@@ -146,7 +146,11 @@ export function momentCard(moment, { onRemoved, expanded = false } = {}) {
       menu),
     moment.content ? h('p', { class: 'content' }, moment.content) : null,
     moment.media?.length ? h('div', { class: `media-grid n${Math.min(moment.media.length, 4)}` },
-      moment.media.map((m) => media.mediaElement(m, { alt: `Media by ${moment.user.display_name}` }))) : null,
+      // One picture fills the card (up to 640 px wide); more share it.
+      moment.media.map((m) => media.mediaElement(m, {
+        alt: `Media by ${moment.user.display_name}`,
+        sizes: moment.media.length === 1 ? '(max-width: 700px) 100vw, 640px' : '(max-width: 700px) 50vw, 320px',
+      }))) : null,
     moment.shared_moment_id ? sharedBox(moment) : null,
     h('footer', { class: 'moment-actions' }, likeBtn, commentsBtn, shareBtn),
     commentsBox,

@@ -9,6 +9,7 @@
 pub mod call;
 pub mod chat;
 pub mod error;
+pub mod media;
 pub mod notification;
 pub mod social;
 pub mod time;

@@ -12,7 +12,7 @@
 //! events first, buffers them, replays history, then continues live, with
 //! duplicates at the seam dropped by `seq`.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -394,6 +394,10 @@ enum Phase {
 struct TopicState {
     kind: Arc<dyn TopicKind>,
     phase: Phase,
+    /// Until the snapshot of who is typing arrives: the typers whose live
+    /// `typing` events this connection already got, so the snapshot does
+    /// not repeat them.
+    typing_seen: Option<HashSet<palaver_core::UserId>>,
 }
 
 /// Exactly-once, in-order delivery of one sequenced topic.
@@ -584,7 +588,11 @@ impl Writer<'_> {
                 };
                 self.topics.insert(
                     topic.clone(),
-                    TopicState { kind, phase: Phase::Waiting { buffer: Vec::new(), since, reference, quiet } },
+                    TopicState {
+                        kind,
+                        phase: Phase::Waiting { buffer: Vec::new(), since, reference, quiet },
+                        typing_seen: None,
+                    },
                 );
                 let internal = self.internal.clone();
                 tokio::spawn(async move {
@@ -613,11 +621,18 @@ impl Writer<'_> {
             Internal::Ready { topic, ok } => self.ready(topic, ok),
             Internal::Fetched { topic, result } => self.fetched(topic, result),
             Internal::Snapshot { topic, events } => {
-                if matches!(self.topics.get(&topic), Some(TopicState { phase: Phase::Live(_), .. })) {
-                    for event in events {
-                        let frame = EventFrame::build(&topic, &event.event_type, event.seq, &event.data);
-                        self.out().event(&frame);
+                let Some(state) = self.topics.get_mut(&topic) else { return };
+                if !matches!(state.phase, Phase::Live(_)) {
+                    return;
+                }
+                let seen = state.typing_seen.take().unwrap_or_default();
+                let typer = |e: &Replayed| e.data.get("user_id").and_then(Value::as_i64);
+                for event in events {
+                    if event.event_type == "typing" && typer(&event).is_some_and(|u| seen.contains(&u)) {
+                        continue;
                     }
+                    let frame = EventFrame::build(&topic, &event.event_type, event.seq, &event.data);
+                    self.out().event(&frame);
                 }
             }
         }
@@ -661,6 +676,11 @@ impl Writer<'_> {
         }
         if kind.sequenced() {
             self.spawn_fetch(&kind, &topic, since);
+        }
+        if kind.typing()
+            && let Some(state) = self.topics.get_mut(&topic)
+        {
+            state.typing_seen = Some(HashSet::new());
         }
         for event in buffer {
             self.event(event);
@@ -762,6 +782,10 @@ impl Writer<'_> {
         let capacity = self.hub.config().queue_capacity;
         let Writer { topics, frames, protocol, conn, .. } = self;
         let Some(state) = topics.get_mut(&event.topic) else { return };
+        // Only `typing` events leave a user out (the typer).
+        if let (Some(seen), Some(typer)) = (&mut state.typing_seen, event.exclude_user) {
+            seen.insert(typer);
+        }
         let mut out = Out { frames, protocol: *protocol };
         match &mut state.phase {
             Phase::Waiting { buffer, .. } => {
@@ -846,9 +870,8 @@ impl Writer<'_> {
                     }
                 }
             }
-            if !events.is_empty() {
-                let _ = internal.send(Internal::Snapshot { topic, events });
-            }
+            // Sent even when empty: it ends the typing de-duplication window.
+            let _ = internal.send(Internal::Snapshot { topic, events });
         });
     }
 }

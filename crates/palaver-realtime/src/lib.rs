@@ -21,6 +21,7 @@ mod connection;
 pub mod frame;
 mod hub;
 mod metrics;
+pub mod nodes;
 pub mod presence;
 mod registry;
 pub mod topic;
@@ -31,6 +32,7 @@ pub use config::HubConfig;
 pub use connection::{ConnId, ConnectParams, NativeProtocol, Protocol};
 pub use frame::{ClientFrame, EventFrame};
 pub use hub::{Backend, Hub, NoHooks, PresenceHooks};
+pub use nodes::NodeRpc;
 pub use presence::{MemoryPresence, PresenceStore, RedisPresence};
 pub use topic::{Action, OpContext, OpHandler, Replayed, Topic, TopicKind};
 

@@ -16,6 +16,7 @@ use axum::extract::{DefaultBodyLimit, FromRef, Request, State};
 use axum::http::{HeaderName, HeaderValue, Method, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
+use axum::serve::ListenerExt as _;
 use metrics_exporter_prometheus::PrometheusHandle;
 use palaver_service::{MemoryRateLimiter, RateLimiter, RateSpec, RedisRateLimiter, ServiceSettings, Services};
 use palaver_store::{ConnectOptions, Store};
@@ -234,6 +235,8 @@ impl App {
                 // Filled per user at join from the calls' ICE settings
                 // (STUN, and TURN with short-lived credentials).
                 ice_servers: Vec::new(),
+                media: crate::rtc::audio_policy(config).into(),
+                host_ttl: config.voice_host_ttl,
             },
             chat_rates: palaver_service::ChatRates { messages: config.rate_messages, rooms: config.rate_chat_rooms },
             body_codec: palaver_service::chat::BodyCodec::new(keyring.clone(), config.encrypt_at_rest),
@@ -267,13 +270,28 @@ impl App {
             .with_context(|| format!("cannot bind the media UDP socket {} (PALAVER_MEDIA_UDP)", config.media_udp))?;
         services.voice.set_sfu(sfu);
         let rtc = crate::rtc::Rtc::build(config, &services, redis.clone());
-        let hub = crate::ws::start_hub(
+        // Voice-room media hosts: in Redis when nodes share one, else here.
+        let media_hosts: Arc<dyn palaver_service::media_hosts::MediaHosts> = match &redis {
+            Some(redis) => Arc::new(palaver_service::media_hosts::RedisMediaHosts::new(
+                redis.clone(),
+                &config.redis_prefix,
+                config.voice_host_ttl,
+            )),
+            None => Arc::new(palaver_service::media_hosts::MemoryMediaHosts::new(config.voice_host_ttl)),
+        };
+        let (hub, nodes) = crate::ws::start_hub(
             crate::ws::hub_config(config, &node_id),
             &services,
             redis_client.map(|(client, manager)| (client, manager, config.redis_prefix.clone())),
             Some(rtc.matching.clone()),
+            shutdown.child_token(),
         )
         .await?;
+        nodes.register(
+            palaver_service::voice::MEDIA_SERVICE,
+            Arc::new(palaver_service::voice::MediaNode(services.voice.clone())),
+        );
+        services.voice.set_cluster(media_hosts, Arc::new(nodes));
         crate::ws::calls::register(&hub, &services, &rtc);
         crate::ws::chat::register(&hub, services.chat.clone());
         crate::ws::voice::register(&hub, &services);
@@ -470,13 +488,12 @@ pub async fn serve(
     let addr = listener.local_addr()?;
     tracing::info!(%addr, node = %app.state.node_id, backend = app.state.services.store.backend().as_str(), "listening");
     let service = app.router().into_make_service_with_connect_info::<SocketAddr>();
-    // No Nagle: a small frame (a call signal, an ack, a chat event) written
-    // while an earlier one is unacknowledged would otherwise wait for the
-    // client's delayed ACK, up to 40 ms on Linux (`palaver bench signal`
-    // showed exactly that at p99).
-    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp: &mut tokio::net::TcpStream| {
-        if let Err(err) = tcp.set_nodelay(true) {
-            tracing::warn!(%err, "cannot set TCP_NODELAY on a connection");
+    // No Nagle delay: a response's last small segment would otherwise wait
+    // for the client's delayed ACK (up to 40 ms on Linux), which is what a
+    // 1 MiB media download spent most of its time on.
+    let listener = listener.tap_io(|tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %e, "cannot set TCP_NODELAY");
         }
     });
     let server = axum::serve(listener, service).with_graceful_shutdown(token.clone().cancelled_owned());

@@ -5,9 +5,12 @@
 //! temporary folder), registers a user, and streams one video-typed upload
 //! of the given size over a plain HTTP/1.1 connection (the body is
 //! generated on the fly, so the client holds no copy either). The server's
-//! peak resident memory (`VmHWM`) is read from `/proc` after the upload:
-//! it must not grow with the file size. Then the file is downloaded once,
-//! in full, to time decryption on the way out.
+//! peak resident memory (`VmHWM`) is reset through `/proc/{pid}/clear_refs`
+//! once the server is up and the user registered (password hashing alone
+//! takes more memory than an upload should, and would hide it), and read
+//! after the upload: it must not grow with the file size. Then the file is
+//! downloaded once, in full, to time decryption on the way out, with the
+//! peak reset and read around it the same way.
 
 use std::path::PathBuf;
 use std::process::Stdio;
@@ -49,6 +52,7 @@ struct Sample {
     download: Duration,
     rss_before_kib: u64,
     peak_kib: u64,
+    download_peak_kib: u64,
 }
 
 /// Runs the benchmark.
@@ -68,8 +72,8 @@ pub async fn run(bench: MediaBench) -> anyhow::Result<()> {
         v.get(v.len() / 2).copied().unwrap_or_default()
     };
     let mut table = String::from(
-        "| encryption | size | upload | upload MB/s | download MB/s | server RSS before | server peak RSS |\n\
-         |---|---|---|---|---|---|---|\n",
+        "| encryption | size | upload | upload MB/s | download MB/s | server RSS before | peak RSS, upload | peak RSS, download |\n\
+         |---|---|---|---|---|---|---|---|\n",
     );
     for (encrypt, size, samples) in &rows {
         let mb = (*size * MIB) as f64 / 1e6;
@@ -77,21 +81,24 @@ pub async fn run(bench: MediaBench) -> anyhow::Result<()> {
         let down = median(samples.iter().map(|s| s.download.as_secs_f64()).collect());
         let before = median(samples.iter().map(|s| s.rss_before_kib as f64).collect());
         let peak = median(samples.iter().map(|s| s.peak_kib as f64).collect());
+        let download_peak = median(samples.iter().map(|s| s.download_peak_kib as f64).collect());
         table.push_str(&format!(
-            "| {} | {size} MiB | {:.2} s | {:.0} | {:.0} | {:.0} MiB | {:.0} MiB |\n",
+            "| {} | {size} MiB | {:.2} s | {:.0} | {:.0} | {:.1} MiB | {:.1} MiB | {:.1} MiB |\n",
             if *encrypt { "on" } else { "off" },
             up,
             mb / up,
             mb / down,
             before / 1024.0,
             peak / 1024.0,
+            download_peak / 1024.0,
         ));
     }
     let chat = chat_cost(&bench).await?;
     let report = format!(
         "Command: `palaver bench media --sizes {} --runs {} --messages {} --chat-runs {}` (release build; server \
          and client on the same 2 cores; SQLite and the local media store in a temporary folder; medians of {} \
-         runs, each on a fresh server process)\n\n{table}\n{chat}",
+         runs, each on a fresh server process). \"Peak RSS\" is the server's highest resident memory while \
+         it took the upload (or served the download), its high-water mark reset just before.\n\n{table}\n{chat}",
         bench.sizes.iter().map(ToString::to_string).collect::<Vec<_>>().join(","),
         bench.runs,
         bench.messages,
@@ -157,6 +164,7 @@ async fn once(size: u64, encrypt: bool) -> anyhow::Result<Sample> {
         .json()
         .await?;
     let token = body["access_token"].as_str().context("no access token")?.to_owned();
+    server.reset_peak()?;
     let (rss_before_kib, _) = server.memory()?;
 
     let started = Instant::now();
@@ -167,6 +175,7 @@ async fn once(size: u64, encrypt: bool) -> anyhow::Result<Sample> {
     anyhow::ensure!(media["size"].as_u64() == Some(size), "upload answered {media}");
 
     let url = media["url"].as_str().context("no url")?;
+    server.reset_peak()?;
     let started = Instant::now();
     let mut response = client.get(server.url(url)).send().await?.error_for_status()?;
     let mut received = 0u64;
@@ -175,7 +184,8 @@ async fn once(size: u64, encrypt: bool) -> anyhow::Result<Sample> {
     }
     let download = started.elapsed();
     anyhow::ensure!(received == size, "downloaded {received} of {size} bytes");
-    Ok(Sample { upload, download, rss_before_kib, peak_kib })
+    let (_, download_peak_kib) = server.memory()?;
+    Ok(Sample { upload, download, rss_before_kib, peak_kib, download_peak_kib })
 }
 
 struct Server {
@@ -265,6 +275,14 @@ impl Server {
         let status = text.lines().next().unwrap_or_default().to_owned();
         anyhow::ensure!(status.contains(" 201 "), "upload answered {status}: {text}");
         Ok(text.split_once("\r\n\r\n").map(|(_, body)| body.to_owned()).unwrap_or_default())
+    }
+
+    /// Resets the server's peak resident memory (`VmHWM`) to its current
+    /// resident memory (Linux: writing 5 to `/proc/{pid}/clear_refs`).
+    fn reset_peak(&self) -> anyhow::Result<()> {
+        let pid = self.child.id().context("server exited")?;
+        std::fs::write(format!("/proc/{pid}/clear_refs"), "5")
+            .with_context(|| format!("cannot reset the peak memory of process {pid} through /proc"))
     }
 
     /// Resident and peak resident memory of the server, in KiB.

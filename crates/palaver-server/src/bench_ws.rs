@@ -50,9 +50,14 @@ pub struct WsBench {
     /// Group rooms the users are spread over (at most 256 members each).
     #[arg(long, default_value = "20")]
     pub rooms: usize,
-    /// Messages sent per second, in total.
+    /// Messages sent per second, in total; 0 holds the connections idle
+    /// for --duration (memory per connection, pings answered).
     #[arg(long, default_value = "200")]
     pub rate: u32,
+    /// Size of each message's content in bytes (its send time and sender
+    /// first, padded).
+    #[arg(long, default_value = "100")]
+    pub size: usize,
     /// Length of the measured window.
     #[arg(long, default_value = "20s", value_parser = humantime::parse_duration)]
     pub duration: Duration,
@@ -62,14 +67,16 @@ pub struct WsBench {
     /// Source addresses 127.0.0.1 to 127.0.0.N to connect from.
     #[arg(long, default_value = "4", value_parser = clap::value_parser!(u8).range(1..=250))]
     pub sources: u8,
-    /// Markdown file whose `ws-<protocol>-<connections>` section is replaced
-    /// with the results.
+    /// Markdown file whose `ws-<backend>-<protocol>-<connections>[-idle]`
+    /// section is replaced with the results.
     #[arg(long)]
     pub write: Option<PathBuf>,
 }
 
 struct Shared {
     start: Instant,
+    /// Client connections still open.
+    open: AtomicU64,
     sent: AtomicU64,
     acked: AtomicU64,
     received: AtomicU64,
@@ -109,6 +116,12 @@ pub async fn run(bench: WsBench, database_url: Option<String>, redis_url: Option
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())
         .kill_on_drop(true);
+    // PostgreSQL: a fresh database of the bench's own next to the one
+    // named, so runs never meet each other's users or the tests' data.
+    let database_url = match database_url {
+        Some(url) => Some(fresh_pg_database(&url).await?),
+        None => None,
+    };
     let backend = match (&database_url, &redis_url) {
         (Some(db), Some(redis)) => {
             cmd.env("DATABASE_URL", db).env("REDIS_URL", redis).env("PALAVER_REDIS_PREFIX", &prefix);
@@ -151,10 +164,15 @@ pub async fn run(bench: WsBench, database_url: Option<String>, redis_url: Option
         rooms.push(body["id"].as_i64().context("room without id")?);
     }
     eprintln!("{} users and {} rooms in {:.1} s", users.len(), rooms.len(), t.elapsed().as_secs_f64());
+    // The baseline for memory per connection: after the users and rooms
+    // exist (their caches, the registration's argon2 buffers), before any
+    // socket opens.
+    let rss_before = rss_kib(pid)?;
 
     // Connections.
     let shared = Arc::new(Shared {
         start: Instant::now(),
+        open: AtomicU64::new(0),
         sent: AtomicU64::new(0),
         acked: AtomicU64::new(0),
         received: AtomicU64::new(0),
@@ -175,7 +193,9 @@ pub async fn run(bench: WsBench, database_url: Option<String>, redis_url: Option
         let socket = connect_from(source, port, &path).await.with_context(|| format!("connection {i}"))?;
         let (tx, rx) = mpsc::channel::<u64>(64);
         senders.push(tx);
-        tokio::spawn(client(i.to_string(), socket, bench.protocol, room, rx, shared.clone(), ready_tx.clone()));
+        shared.open.fetch_add(1, Ordering::Relaxed);
+        let client = Client { me: i.to_string(), protocol: bench.protocol, room, size: bench.size };
+        tokio::spawn(client.run(socket, rx, shared.clone(), ready_tx.clone()));
     }
     for _ in 0..users.len() {
         tokio::time::timeout(Duration::from_secs(60), ready_rx.recv()).await.context("subscriptions not ready")?;
@@ -184,6 +204,73 @@ pub async fn run(bench: WsBench, database_url: Option<String>, redis_url: Option
     // Let the server settle (allocator, tasks) before reading its memory.
     tokio::time::sleep(Duration::from_secs(2)).await;
     let rss_connected = rss_kib(pid)?;
+
+    let db_env = match backend {
+        "PostgreSQL + Redis" => "DATABASE_URL=postgres://… REDIS_URL=redis://… ",
+        "PostgreSQL, in-memory broker" => "DATABASE_URL=postgres://… ",
+        _ => "",
+    };
+    let backend_key = match backend {
+        "PostgreSQL + Redis" => "postgres-redis",
+        "PostgreSQL, in-memory broker" => "postgres",
+        _ => "sqlite",
+    };
+    let protocol = match bench.protocol {
+        WsProtocol::Native => "native",
+        WsProtocol::Legacy => "legacy",
+    };
+    let command = format!(
+        "Command: `{db_env}palaver bench ws --connections {} --rooms {} --rate {} --size {} --duration {} --protocol {protocol} --sources {}` \
+         (release build; {backend}; server and load generator on the same 2 cores)",
+        bench.connections,
+        bench.rooms,
+        bench.rate,
+        bench.size,
+        humantime::format_duration(bench.duration),
+        bench.sources,
+    );
+
+    if bench.rate == 0 {
+        // Idle: hold the connections (the server pings each every ping
+        // interval; the clients answer) and read the server's memory and
+        // CPU at the end.
+        let cpu_before = cpu_ticks(pid)?;
+        let window = Instant::now();
+        tokio::time::sleep(bench.duration).await;
+        let elapsed = window.elapsed().as_secs_f64();
+        let cpu_secs = (cpu_ticks(pid)? - cpu_before) as f64 / TICKS_PER_SEC;
+        let rss_end = rss_kib(pid)?;
+        let held = shared.open.load(Ordering::Relaxed);
+        let errors = shared.errors.load(Ordering::Relaxed);
+        let _ = child.kill().await;
+        let opened = users.len() as f64;
+        let per_conn = |rss: u64| rss.saturating_sub(rss_before) as f64 / opened;
+        let report = format!(
+            "{command}\n\n\
+             | connections opened | held after {} | server RSS/connection (connected) | (end of hold) | server CPU while idle | connect time |\n\
+             |---|---|---|---|---|---|\n\
+             | {} | {held} | {:.1} KiB | {:.1} KiB | {:.1}% of a core | {connect_secs:.1} s |\n\n\
+             Errors (connections lost while holding): {}. Server RSS {:.1} MiB at start, {:.1} MiB with users and rooms created, {:.1} MiB with the \
+             connections open, {:.1} MiB at the end of the hold.\n",
+            humantime::format_duration(bench.duration),
+            users.len(),
+            per_conn(rss_connected),
+            per_conn(rss_end),
+            cpu_secs * 100.0 / elapsed,
+            errors,
+            rss_idle as f64 / 1024.0,
+            rss_before as f64 / 1024.0,
+            rss_connected as f64 / 1024.0,
+            rss_end as f64 / 1024.0,
+        );
+        println!("{report}");
+        if let Some(path) = &bench.write {
+            let section = format!("ws-{backend_key}-{protocol}-{}-idle", bench.connections);
+            crate::bench::write_section(path, &section, &report)?;
+            println!("written to {}", path.display());
+        }
+        return Ok(());
+    }
 
     // Load: warm-up, then the measured window.
     let interval = Duration::from_secs_f64(1.0 / f64::from(bench.rate.max(1)));
@@ -204,67 +291,79 @@ pub async fn run(bench: WsBench, database_url: Option<String>, redis_url: Option
                     shared.sent.fetch_add(1, Ordering::Relaxed);
                 }
             }
+            // Handed back, so the clients keep running until counted.
+            senders
         })
     };
     tokio::time::sleep(warmup).await;
-    let (cpu_before, received_before, acked_before) =
-        (cpu_ticks(pid)?, shared.received.load(Ordering::Relaxed), shared.acked.load(Ordering::Relaxed));
+    let (cpu_before, received_before, acked_before, sent_before) = (
+        cpu_ticks(pid)?,
+        shared.received.load(Ordering::Relaxed),
+        shared.acked.load(Ordering::Relaxed),
+        shared.sent.load(Ordering::Relaxed),
+    );
     shared.measuring.store(true, Ordering::Relaxed);
     let window = Instant::now();
-    driver.await?;
+    let senders = driver.await?;
     let elapsed = window.elapsed().as_secs_f64();
     shared.measuring.store(false, Ordering::Relaxed);
     let cpu_after = cpu_ticks(pid)?;
     let received = shared.received.load(Ordering::Relaxed) - received_before;
     let acked = shared.acked.load(Ordering::Relaxed) - acked_before;
-    let held = users.len();
+    let sent = shared.sent.load(Ordering::Relaxed) - sent_before;
+    let held = shared.open.load(Ordering::Relaxed);
+    let errors = shared.errors.load(Ordering::Relaxed);
     let _ = child.kill().await;
+    drop(senders);
 
     let mut lat = std::mem::take(&mut *shared.latencies.lock().unwrap_or_else(|e| e.into_inner()));
     lat.sort_unstable();
     let pick = |q: f64| lat.get(((lat.len() as f64 - 1.0) * q).round() as usize).copied().unwrap_or(0);
     let ms = |us: u32| format!("{:.1} ms", f64::from(us) / 1000.0);
-    let ticks_per_sec = 100.0; // USER_HZ on Linux
-    let cpu_secs = (cpu_after - cpu_before) as f64 / ticks_per_sec;
-    let per_conn_kib = (rss_connected.saturating_sub(rss_idle)) as f64 / held as f64;
+    let cpu_secs = (cpu_after - cpu_before) as f64 / TICKS_PER_SEC;
+    let per_conn_kib = (rss_connected.saturating_sub(rss_before)) as f64 / users.len() as f64;
     let members_per_room = bench.connections as f64 / bench.rooms as f64;
-    let db_env = match backend {
-        "PostgreSQL + Redis" => "DATABASE_URL=postgres://… REDIS_URL=redis://… ",
-        "PostgreSQL, in-memory broker" => "DATABASE_URL=postgres://… ",
-        _ => "",
-    };
-    let protocol = match bench.protocol {
-        WsProtocol::Native => "native",
-        WsProtocol::Legacy => "legacy",
-    };
     let report = format!(
-        "Command: `{db_env}palaver bench ws --connections {} --rooms {} --rate {} --duration {} --protocol {protocol} --sources {}` \
-         (release build; {backend}; server and load generator on the same 2 cores)\n\n\
-         | connections held | members/room | msgs sent/s (acked) | deliveries/s | latency p50 | p99 | p99.9 | server RSS/connection | server CPU/delivery | connect time |\n\
-         |---|---|---|---|---|---|---|---|---|---|\n\
-         | {held} | {members_per_room:.0} | {:.0} | {:.0} | {} | {} | {} | {per_conn_kib:.1} KiB | {:.1} µs | {connect_secs:.1} s |\n\n\
-         Errors: {}. Server RSS {:.1} MiB idle, {:.1} MiB with the connections open.\n",
-        bench.connections,
-        bench.rooms,
-        bench.rate,
-        humantime::format_duration(bench.duration),
-        bench.sources,
+        "{command}\n\n\
+         | connections held | members/room | sent/s | acked/s | deliveries/s | latency p50 | p99 | p99.9 | server CPU | server CPU/delivery | server RSS/connection | connect time |\n\
+         |---|---|---|---|---|---|---|---|---|---|---|---|\n\
+         | {held} | {members_per_room:.0} | {:.0} | {:.0} | {:.0} | {} | {} | {} | {:.0}% of a core | {:.1} µs | {per_conn_kib:.1} KiB | {connect_secs:.1} s |\n\n\
+         Errors (error frames and connections lost while measuring): {}. Latency: from the sender building its frame to a receiver reading the event, every receiver \
+         counted ({} samples). Server RSS {:.1} MiB with users and rooms created, {:.1} MiB with the connections \
+         open.\n",
+        sent as f64 / elapsed,
         acked as f64 / elapsed,
         received as f64 / elapsed,
         ms(pick(0.5)),
         ms(pick(0.99)),
         ms(pick(0.999)),
+        cpu_secs * 100.0 / elapsed,
         cpu_secs * 1e6 / received.max(1) as f64,
-        shared.errors.load(Ordering::Relaxed),
-        rss_idle as f64 / 1024.0,
+        errors,
+        lat.len(),
+        rss_before as f64 / 1024.0,
         rss_connected as f64 / 1024.0,
     );
     println!("{report}");
     if let Some(path) = &bench.write {
-        crate::bench::write_section(path, &format!("ws-{protocol}-{}", bench.connections), &report)?;
+        let section = format!("ws-{backend_key}-{protocol}-{}", bench.connections);
+        crate::bench::write_section(path, &section, &report)?;
         println!("written to {}", path.display());
     }
     Ok(())
+}
+
+/// USER_HZ on Linux: the unit of the CPU times in `/proc/<pid>/stat`.
+const TICKS_PER_SEC: f64 = 100.0;
+
+async fn fresh_pg_database(url: &str) -> anyhow::Result<String> {
+    use sqlx::Connection as _;
+    let mut conn = sqlx::PgConnection::connect(url).await.context("cannot connect to DATABASE_URL")?;
+    sqlx::query("DROP DATABASE IF EXISTS palaver_bench_ws WITH (FORCE)").execute(&mut conn).await?;
+    sqlx::query("CREATE DATABASE palaver_bench_ws").execute(&mut conn).await?;
+    conn.close().await?;
+    let (base, _) = url.rsplit_once('/').context("DATABASE_URL must name a database")?;
+    Ok(format!("{base}/palaver_bench_ws"))
 }
 
 pub(crate) async fn wait_ready(http: &reqwest::Client, base: &str) -> anyhow::Result<()> {
@@ -329,94 +428,141 @@ pub(crate) async fn connect_from(source: IpAddr, port: u16, path: &str) -> anyho
 }
 
 /// One client: sends when told, reads everything, records latencies.
-async fn client(
+struct Client {
     me: String,
-    mut ws: WebSocketStream<TcpStream>,
     protocol: WsProtocol,
     room: i64,
-    mut sends: mpsc::Receiver<u64>,
-    shared: Arc<Shared>,
-    ready: mpsc::Sender<()>,
-) {
-    let topic = format!("chat:{room}");
-    let mut ready = Some(ready);
-    match protocol {
-        WsProtocol::Native => {
-            let frame = json!({"op": "subscribe", "ref": "s", "topic": topic});
-            if ws.send(Message::Text(frame.to_string().into())).await.is_err() {
-                shared.errors.fetch_add(1, Ordering::Relaxed);
-                return;
-            }
-        }
-        WsProtocol::Legacy => {
-            if let Some(ready) = ready.take() {
-                let _ = ready.send(()).await;
-            }
-        }
+    size: usize,
+}
+
+/// Takes one off the open count when a client ends, however it ends.
+struct OpenGuard(Arc<Shared>);
+
+impl Drop for OpenGuard {
+    fn drop(&mut self) {
+        self.0.open.fetch_sub(1, Ordering::Relaxed);
     }
-    loop {
-        tokio::select! {
-            n = sends.recv() => {
-                let Some(n) = n else { return };
-                let sent_at = shared.start.elapsed().as_micros();
-                let content = format!("{sent_at} {me} bench message {n}");
-                let frame = match protocol {
-                    WsProtocol::Native => json!({
-                        "op": "send", "ref": n, "topic": topic, "client_msg_id": uuid::Uuid::new_v4().to_string(),
-                        "content": content, "message_type": "text",
-                    }),
-                    WsProtocol::Legacy => json!({"type": "chat_message", "message": content}),
-                };
+}
+
+impl Client {
+    /// The content of message `n`: send time (µs since the start) and
+    /// sender first, padded to `size` bytes.
+    fn content(&self, sent_at: u128, n: u64) -> String {
+        let mut content = format!("{sent_at} {} bench message {n} ", self.me);
+        while content.len() < self.size {
+            content.push('x');
+        }
+        content
+    }
+
+    /// The content of a delivered message, without parsing the whole
+    /// frame: at 100k+ deliveries a second the generator's own CPU is the
+    /// limit, and the content (digits, a space, digits, ...) needs no
+    /// unescaping.
+    fn delivered<'a>(&self, text: &'a str) -> Option<&'a str> {
+        let is_message = match self.protocol {
+            WsProtocol::Native => text.contains(r#""op":"event""#) && text.contains(r#""type":"message""#),
+            WsProtocol::Legacy => text.contains(r#""type":"chat_message""#),
+        };
+        if !is_message {
+            return None;
+        }
+        let start = text.find(r#""content":""#)? + r#""content":""#.len();
+        let rest = &text[start..];
+        Some(&rest[..rest.find('"')?])
+    }
+
+    async fn run(
+        self,
+        mut ws: WebSocketStream<TcpStream>,
+        mut sends: mpsc::Receiver<u64>,
+        shared: Arc<Shared>,
+        ready: mpsc::Sender<()>,
+    ) {
+        let _open = OpenGuard(shared.clone());
+        let topic = format!("chat:{}", self.room);
+        let mut ready = Some(ready);
+        match self.protocol {
+            WsProtocol::Native => {
+                let frame = json!({"op": "subscribe", "ref": "s", "topic": topic});
                 if ws.send(Message::Text(frame.to_string().into())).await.is_err() {
                     shared.errors.fetch_add(1, Ordering::Relaxed);
                     return;
                 }
             }
-            message = ws.next() => {
-                let Some(Ok(message)) = message else {
-                    shared.errors.fetch_add(1, Ordering::Relaxed);
-                    return;
-                };
-                let Message::Text(text) = message else { continue };
-                let Ok(frame) = serde_json::from_str::<Value>(text.as_str()) else { continue };
-                let content = match protocol {
-                    WsProtocol::Native => match frame["op"].as_str() {
-                        Some("event") if frame["type"] == "message" => frame["data"]["content"].as_str(),
-                        Some("ack") => {
-                            if frame["ref"] == "s" {
-                                if let Some(ready) = ready.take() {
-                                    let _ = ready.send(()).await;
-                                }
-                            } else {
-                                shared.acked.fetch_add(1, Ordering::Relaxed);
-                            }
-                            None
-                        }
-                        Some("error") => {
-                            shared.errors.fetch_add(1, Ordering::Relaxed);
-                            None
-                        }
-                        _ => None,
-                    },
-                    WsProtocol::Legacy => {
-                        let is_message = frame.get("id").is_some() && frame.get("type") != Some(&json!("typing"));
-                        if is_message { frame["content"].as_str() } else { None }
-                    }
-                };
-                let Some(content) = content else { continue };
-                let Some(sent_at) = content.split(' ').next().and_then(|t| t.parse::<u128>().ok()) else { continue };
-                shared.received.fetch_add(1, Ordering::Relaxed);
-                // The original protocol has no acks: a sender counts its own
-                // message coming back as the ack.
-                if protocol == WsProtocol::Legacy && content.split(' ').nth(1) == Some(me.as_str()) {
-                    shared.acked.fetch_add(1, Ordering::Relaxed);
-                }
-                if shared.measuring.load(Ordering::Relaxed) {
-                    let latency = shared.start.elapsed().as_micros().saturating_sub(sent_at);
-                    let latency = u32::try_from(latency).unwrap_or(u32::MAX);
-                    shared.latencies.lock().unwrap_or_else(|e| e.into_inner()).push(latency);
+            WsProtocol::Legacy => {
+                if let Some(ready) = ready.take() {
+                    let _ = ready.send(()).await;
                 }
             }
+        }
+        loop {
+            tokio::select! {
+                n = sends.recv() => {
+                    let Some(n) = n else { return };
+                    let content = self.content(shared.start.elapsed().as_micros(), n);
+                    let frame = match self.protocol {
+                        WsProtocol::Native => json!({
+                            "op": "send", "ref": n, "topic": topic, "client_msg_id": uuid::Uuid::new_v4().to_string(),
+                            "content": content, "message_type": "text",
+                        }),
+                        WsProtocol::Legacy => json!({"type": "chat_message", "message": content}),
+                    };
+                    if ws.send(Message::Text(frame.to_string().into())).await.is_err() {
+                        shared.errors.fetch_add(1, Ordering::Relaxed);
+                        return;
+                    }
+                }
+                message = ws.next() => {
+                    let Some(Ok(message)) = message else {
+                        shared.errors.fetch_add(1, Ordering::Relaxed);
+                        return;
+                    };
+                    let Message::Text(text) = message else { continue };
+                    let text = text.as_str();
+                    let Some(content) = self.delivered(text) else {
+                        if self.protocol == WsProtocol::Native {
+                            self.control(text, &shared, &mut ready).await;
+                        }
+                        continue;
+                    };
+                    let mut words = content.split(' ');
+                    let Some(sent_at) = words.next().and_then(|t| t.parse::<u128>().ok()) else { continue };
+                    shared.received.fetch_add(1, Ordering::Relaxed);
+                    // The original protocol has no acks: a sender counts its
+                    // own message coming back as the ack.
+                    if self.protocol == WsProtocol::Legacy && words.next() == Some(self.me.as_str()) {
+                        shared.acked.fetch_add(1, Ordering::Relaxed);
+                    }
+                    if shared.measuring.load(Ordering::Relaxed) {
+                        let latency = shared.start.elapsed().as_micros().saturating_sub(sent_at);
+                        let latency = u32::try_from(latency).unwrap_or(u32::MAX);
+                        shared.latencies.lock().unwrap_or_else(|e| e.into_inner()).push(latency);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Acks and errors of the `/ws` protocol.
+    async fn control(&self, text: &str, shared: &Shared, ready: &mut Option<mpsc::Sender<()>>) {
+        let Ok(frame) = serde_json::from_str::<Value>(text) else { return };
+        match frame["op"].as_str() {
+            Some("ack") if frame["ref"] == "s" => {
+                if let Some(ready) = ready.take() {
+                    let _ = ready.send(()).await;
+                }
+            }
+            Some("ack") => {
+                shared.acked.fetch_add(1, Ordering::Relaxed);
+            }
+            Some("error") => {
+                shared.errors.fetch_add(1, Ordering::Relaxed);
+                if shared.errors.load(Ordering::Relaxed) <= 5 {
+                    eprintln!("error frame: {text}");
+                }
+            }
+            _ => {}
         }
     }
 }

@@ -567,6 +567,10 @@ pub struct Config {
     #[arg(long, env = "PALAVER_VOICE_HEARTBEAT_TIMEOUT", default_value = "8s", value_parser = parse_duration, global = true, help_heading = "Voice rooms")]
     pub voice_heartbeat_timeout: Duration,
 
+    /// A voice room's media host lease lasts this long unless its node renews it: after a node dies, its rooms move to another node within it.
+    #[arg(long, env = "PALAVER_VOICE_HOST_TTL", default_value = "15s", value_parser = parse_duration, global = true, help_heading = "Voice rooms")]
+    pub voice_host_ttl: Duration,
+
     /// Log filter, such as info or palaver=debug,sqlx=warn.
     #[arg(long, env = "PALAVER_LOG", default_value = "info", global = true, help_heading = "Logging")]
     pub log: String,
@@ -886,6 +890,9 @@ impl Config {
                 "voice-heartbeat-timeout",
                 "must be between 2s and 9s, so a dropped participant leaves within 10 s",
             ));
+        }
+        if self.voice_host_ttl < Duration::from_secs(1) || self.voice_host_ttl > Duration::from_secs(300) {
+            return Err(ConfigError::new("PALAVER_VOICE_HOST_TTL", "voice-host-ttl", "must be between 1s and 5m"));
         }
         if self.media_udp.ip().is_unspecified() && self.media_public_addr.is_none() {
             return Err(ConfigError::new(

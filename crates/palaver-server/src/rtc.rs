@@ -24,6 +24,18 @@ pub struct Rtc {
     pub ice: Arc<IceSettings>,
 }
 
+/// The audio policy from the config: calls and voice rooms hand out the same.
+pub fn audio_policy(config: &Config) -> AudioPolicy {
+    AudioPolicy {
+        echo_cancellation: config.audio_echo_cancellation,
+        noise_suppression: config.audio_noise_suppression,
+        auto_gain_control: config.audio_auto_gain_control,
+        opus_fec: config.opus_fec,
+        opus_dtx: config.opus_dtx,
+        opus_max_average_bitrate: config.opus_max_average_bitrate,
+    }
+}
+
 fn millis(d: std::time::Duration) -> i64 {
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
 }
@@ -33,14 +45,7 @@ impl Rtc {
     pub fn build(config: &Config, services: &Services, redis: Option<redis::aio::ConnectionManager>) -> Self {
         let clock = Arc::new(SystemClock);
         let realtime: Arc<dyn palaver_service::Realtime> = Arc::new(services.realtime.clone());
-        let audio = AudioPolicy {
-            echo_cancellation: config.audio_echo_cancellation,
-            noise_suppression: config.audio_noise_suppression,
-            auto_gain_control: config.audio_auto_gain_control,
-            opus_fec: config.opus_fec,
-            opus_dtx: config.opus_dtx,
-            opus_max_average_bitrate: config.opus_max_average_bitrate,
-        };
+        let audio = audio_policy(config);
         let calls = Arc::new(CallService::new(
             services.store.clone(),
             realtime.clone(),

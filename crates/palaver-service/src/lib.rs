@@ -9,8 +9,10 @@
 pub mod auth;
 pub mod chat;
 pub mod events;
+pub mod media_hosts;
 pub mod media_links;
 pub mod moderation;
+pub mod nodes;
 pub mod pagination;
 pub mod password;
 pub mod ratelimit;

@@ -11,6 +11,15 @@
 //! participant's [`PeerPolicy`], so a listener or a muted speaker is never
 //! forwarded whatever their client does.
 //!
+//! Many nodes: a room's media lives in one node's SFU, recorded as a lease
+//! in [`MediaHosts`] (Redis across nodes) that the hosting node renews
+//! while its SFU carries the room. Every media command (offer, answer, ICE
+//! candidate, policy change, removal, closing) goes to that node: run here
+//! when it is this one, else sent over the [`NodeLink`] to the host, which
+//! runs it with [`VoiceService::run_media`] and sends the result back. So
+//! signaling and events work from any node; a dead host's leases lapse and
+//! the next join or signal re-hosts the room on a live node.
+//!
 //! Liveness: every participant has a heartbeat. Joining, the hub's pings
 //! (`touch_user`), `POST .../heartbeat` and a live media connection refresh
 //! it; the hub calls [`VoiceService::on_disconnect`] when a user's last
@@ -21,6 +30,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use chrono::TimeDelta;
+use palaver_core::media::{AudioPolicy, MediaPolicy};
 use palaver_core::time::now;
 use palaver_core::user::{Level, Role};
 use palaver_core::voice::{NewVoiceRoom, VoiceParticipant, VoiceRole, VoiceRoom};
@@ -33,6 +43,8 @@ use tokio_util::sync::CancellationToken;
 use utoipa::ToSchema;
 
 use crate::auth::Principal;
+use crate::media_hosts::{MediaHost, MediaHosts, MemoryMediaHosts};
+use crate::nodes::{NodeLink, NodeService};
 use crate::pagination::Page;
 use crate::realtime::{Realtime, RealtimeHandle};
 
@@ -52,6 +64,11 @@ pub struct VoiceSettings {
     /// ICE servers handed to clients with `join` (STUN/TURN); the SFU
     /// itself is ICE-lite on a reachable address and needs none.
     pub ice_servers: Vec<Value>,
+    /// The audio policy (from configuration, shared with calls).
+    pub media: MediaPolicy,
+    /// A room's media host lease lives this long unless its node renews
+    /// it (every third of it): a dead node's rooms are re-hosted after it.
+    pub host_ttl: Duration,
 }
 
 impl Default for VoiceSettings {
@@ -63,13 +80,18 @@ impl Default for VoiceSettings {
             sweep_interval: Duration::from_secs(1),
             node_id: "node".into(),
             ice_servers: Vec::new(),
+            media: MediaPolicy::from(AudioPolicy::default()),
+            host_ttl: Duration::from_secs(15),
         }
     }
 }
 
+/// The RFC 6464 client-to-mixer audio level header extension.
+const AUDIO_LEVEL_EXTENSION: &str = "urn:ietf:params:rtp-hdrext:ssrc-audio-level";
+
 /// What a client needs to connect its media.
 #[derive(Debug, Clone, Serialize, ToSchema)]
-pub struct MediaInfo {
+pub struct RoomMedia {
     /// The node whose SFU carries the room's media.
     pub node: String,
     /// Its UDP address (`host:port`): the only ICE candidate, ICE-lite.
@@ -82,8 +104,13 @@ pub struct MediaInfo {
     /// What the caller may publish now (a speaker: audio; a teacher who
     /// speaks: a screen-share video track too).
     pub publish: PublishRights,
-    /// The audio the SFU expects.
-    pub audio: AudioPolicy,
+    /// The audio policy, the same as calls': `audio` (capture constraints
+    /// for `getUserMedia`) and `opus` (the `a=fmtp` parameters).
+    #[serde(flatten)]
+    pub policy: MediaPolicy,
+    /// The RTP header extension (RFC 6464) senders must add: it drives
+    /// active-speaker detection.
+    pub audio_level_extension: String,
     /// How to signal: the `signal` op with `room_id` over `/ws` (or
     /// `POST /voice-rooms/{id}/signal`).
     pub signaling: String,
@@ -96,40 +123,6 @@ pub struct PublishRights {
     pub audio: bool,
     /// One screen-share video track.
     pub video: bool,
-}
-
-/// The audio a voice room carries. Clients set their encoder from it.
-#[derive(Debug, Clone, Serialize, ToSchema)]
-pub struct AudioPolicy {
-    /// `opus`.
-    pub codec: String,
-    /// 48000.
-    pub clock_rate: u32,
-    /// Packet time in milliseconds.
-    pub ptime_ms: u32,
-    /// Discontinuous transmission (silence sends little).
-    pub dtx: bool,
-    /// In-band forward error correction.
-    pub fec: bool,
-    /// Largest average bitrate, bits per second.
-    pub max_average_bitrate: u32,
-    /// Senders must add this RTP header extension (RFC 6464): it drives
-    /// active-speaker detection.
-    pub audio_level_extension: String,
-}
-
-impl Default for AudioPolicy {
-    fn default() -> Self {
-        Self {
-            codec: "opus".into(),
-            clock_rate: 48_000,
-            ptime_ms: 20,
-            dtx: true,
-            fec: true,
-            max_average_bitrate: 32_000,
-            audio_level_extension: "urn:ietf:params:rtp-hdrext:ssrc-audio-level".into(),
-        }
-    }
 }
 
 /// A new room, as asked for.
@@ -161,7 +154,7 @@ pub struct JoinedRoom {
     /// The caller's own seat.
     pub me: VoiceParticipant,
     /// How to connect media.
-    pub media: MediaInfo,
+    pub media: RoomMedia,
 }
 
 /// The kinds of media signal a participant sends.
@@ -177,7 +170,7 @@ pub enum SignalKind {
 }
 
 /// What the SFU says back to a signal, to deliver in this order.
-#[derive(Debug, Clone, Default, Serialize, ToSchema)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
 pub struct SignalReply {
     /// The SDP answer to an offer: `{type: "answer", sdp, tracks, refused}`.
     #[schema(value_type = Option<Object>)]
@@ -186,6 +179,78 @@ pub struct SignalReply {
     /// tracks): `{type: "offer", sdp, tracks}`; answer it with `answer`.
     #[schema(value_type = Option<Object>)]
     pub offer: Option<Value>,
+}
+
+/// A command for the SFU that hosts a room's media, wherever it runs.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum MediaCommand {
+    /// A participant's offer, with what they may publish.
+    Offer {
+        /// The room.
+        room: Id,
+        /// The participant.
+        user: UserId,
+        /// The SDP offer.
+        sdp: String,
+        /// What they may publish.
+        policy: PeerPolicy,
+    },
+    /// A participant's answer to the SFU's offer.
+    Answer {
+        /// The room.
+        room: Id,
+        /// The participant.
+        user: UserId,
+        /// The SDP answer.
+        sdp: String,
+    },
+    /// A trickled ICE candidate.
+    Candidate {
+        /// The room.
+        room: Id,
+        /// The participant.
+        user: UserId,
+        /// The `candidate:` line.
+        candidate: String,
+    },
+    /// What a participant may publish changed (role, mute).
+    Policy {
+        /// The room.
+        room: Id,
+        /// The participant.
+        user: UserId,
+        /// The new policy.
+        policy: PeerPolicy,
+    },
+    /// A participant left.
+    Remove {
+        /// The room.
+        room: Id,
+        /// The participant.
+        user: UserId,
+    },
+    /// The room closed.
+    CloseRoom {
+        /// The room.
+        room: Id,
+    },
+}
+
+/// The node service that runs media commands for rooms this node hosts.
+pub const MEDIA_SERVICE: &str = "voice.media";
+
+/// Answers other nodes' [`MediaCommand`]s with this node's SFU.
+pub struct MediaNode(pub Arc<VoiceService>);
+
+#[async_trait::async_trait]
+impl NodeService for MediaNode {
+    async fn handle(&self, body: Value) -> Result<Value> {
+        let command: MediaCommand =
+            serde_json::from_value(body).map_err(|e| Error::BadRequest(format!("bad media command: {e}")))?;
+        let reply = self.0.run_media(command).await?;
+        serde_json::to_value(reply).map_err(Error::internal)
+    }
 }
 
 fn room_topic(id: Id) -> String {
@@ -212,7 +277,11 @@ pub struct VoiceService {
     realtime: RealtimeHandle,
     sfu: OnceLock<Sfu>,
     settings: VoiceSettings,
-    audio: AudioPolicy,
+    /// Where rooms' media lives: shared by the cluster once installed,
+    /// else `local_hosts` (this node hosts everything).
+    hosts: OnceLock<Arc<dyn MediaHosts>>,
+    local_hosts: MemoryMediaHosts,
+    link: OnceLock<Arc<dyn NodeLink>>,
 }
 
 impl std::fmt::Debug for VoiceService {
@@ -224,7 +293,128 @@ impl std::fmt::Debug for VoiceService {
 impl VoiceService {
     /// Builds the service; the SFU is installed with [`Self::set_sfu`].
     pub fn new(store: Arc<dyn Store>, realtime: RealtimeHandle, settings: VoiceSettings) -> Self {
-        Self { store, realtime, sfu: OnceLock::new(), settings, audio: AudioPolicy::default() }
+        let local_hosts = MemoryMediaHosts::new(settings.host_ttl);
+        Self {
+            store,
+            realtime,
+            sfu: OnceLock::new(),
+            settings,
+            hosts: OnceLock::new(),
+            local_hosts,
+            link: OnceLock::new(),
+        }
+    }
+
+    /// Joins the cluster (once): the room hosts every node shares, and the
+    /// link that carries media commands to the node hosting a room.
+    pub fn set_cluster(&self, hosts: Arc<dyn MediaHosts>, link: Arc<dyn NodeLink>) -> bool {
+        self.hosts.set(hosts).is_ok() & self.link.set(link).is_ok()
+    }
+
+    fn hosts(&self) -> &dyn MediaHosts {
+        match self.hosts.get() {
+            Some(hosts) => hosts.as_ref(),
+            None => &self.local_hosts,
+        }
+    }
+
+    /// This node as a media host.
+    fn me(&self) -> MediaHost {
+        MediaHost { node: self.settings.node_id.clone(), udp: self.media_addr() }
+    }
+
+    /// The node hosting the room's media; this one when none does.
+    async fn host(&self, room: Id) -> Result<MediaHost> {
+        self.hosts().claim(room, &self.me()).await
+    }
+
+    /// Runs a media command on `host`'s SFU: here, or over the link.
+    async fn media(&self, host: &MediaHost, command: MediaCommand) -> Result<SignalReply> {
+        if host.node == self.settings.node_id {
+            return self.run_media(command).await;
+        }
+        let Some(link) = self.link.get() else {
+            return Err(Error::Unavailable(format!(
+                "this room's media is on node {}, which this node cannot reach",
+                host.node
+            )));
+        };
+        let body = serde_json::to_value(&command).map_err(Error::internal)?;
+        let answer = link.request(&host.node, MEDIA_SERVICE, body).await?;
+        serde_json::from_value(answer).map_err(|e| Error::internal(format!("bad answer from node {}: {e}", host.node)))
+    }
+
+    /// A command for existing media sessions (a policy, a removal, a
+    /// closing): sent to the room's host if it has one, else run here
+    /// (where it finds nothing, or a stale session to end). Best effort.
+    async fn media_existing(&self, room: Id, command: MediaCommand) {
+        let host = match self.hosts().get(room).await {
+            Ok(Some(host)) => host,
+            Ok(None) => self.me(),
+            Err(e) => {
+                tracing::warn!(error = %e, room, "cannot look up the room's media host");
+                self.me()
+            }
+        };
+        if let Err(e) = self.media(&host, command).await {
+            tracing::warn!(error = %e, room, node = %host.node, "media command failed");
+        }
+    }
+
+    /// Runs a media command on this node's SFU (for a participant here, or
+    /// for another node).
+    pub async fn run_media(&self, command: MediaCommand) -> Result<SignalReply> {
+        let sfu = self.media_sfu()?;
+        match command {
+            MediaCommand::Offer { room, user, sdp, policy } => {
+                let outcome = sfu.offer(room, user, sdp, policy).await.map_err(sfu_error)?;
+                let answer = json!({"type": "answer", "sdp": outcome.answer, "tracks": outcome.tracks,
+                                    "refused": outcome.refused});
+                let offer = match outcome.followup {
+                    Some(SfuEvent::Offer { sdp, tracks, .. }) => {
+                        Some(json!({"type": "offer", "sdp": sdp, "tracks": tracks}))
+                    }
+                    _ => None,
+                };
+                Ok(SignalReply { answer: Some(answer), offer })
+            }
+            MediaCommand::Answer { room, user, sdp } => {
+                sfu.answer(room, user, sdp).await.map_err(sfu_error)?;
+                Ok(SignalReply::default())
+            }
+            MediaCommand::Candidate { room, user, candidate } => {
+                sfu.ice_candidate(room, user, candidate).await.map_err(sfu_error)?;
+                Ok(SignalReply::default())
+            }
+            MediaCommand::Policy { room, user, policy } => {
+                sfu.set_policy(room, user, policy).await.map_err(sfu_error)?;
+                Ok(SignalReply::default())
+            }
+            MediaCommand::Remove { room, user } => {
+                sfu.remove_peer(room, user).await.map_err(sfu_error)?;
+                Ok(SignalReply::default())
+            }
+            MediaCommand::CloseRoom { room } => {
+                sfu.close_room(room).await.map_err(sfu_error)?;
+                Ok(SignalReply::default())
+            }
+        }
+    }
+
+    /// Renews the leases of the rooms this node's SFU carries, and ends
+    /// the media of any another node took over meanwhile.
+    async fn renew_hosts(&self) {
+        let Some(sfu) = self.sfu.get() else { return };
+        let Ok(rooms) = sfu.rooms().await else { return };
+        match self.hosts().renew(&self.me(), &rooms).await {
+            Ok(lost) => {
+                for room in lost {
+                    tracing::warn!(room, "another node hosts this room's media now; ending it here");
+                    let _ = sfu.close_room(room).await;
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot renew media host leases"),
+        }
     }
 
     /// Installs this node's SFU (once).
@@ -295,8 +485,9 @@ impl VoiceService {
     }
 
     async fn closed(&self, id: Id, users: &[UserId]) {
-        if let Some(sfu) = self.sfu.get() {
-            let _ = sfu.close_room(id).await;
+        self.media_existing(id, MediaCommand::CloseRoom { room: id }).await;
+        if let Err(e) = self.hosts().release(id).await {
+            tracing::warn!(error = %e, room = id, "cannot release the room's media host");
         }
         self.realtime.publish(&room_topic(id), "room_closed", None, json!({"room_id": id}));
         for user in users {
@@ -314,15 +505,23 @@ impl VoiceService {
         if room.created_by != who.id() && self.store.blocked_either(room.created_by, who.id()).await? {
             return Err(Error::Forbidden("you cannot join this room".into()));
         }
-        let outcome =
-            self.store.join_voice_room(id, who.id(), &self.settings.node_id, &self.media_addr(), now()).await?;
+        let host = self.host(id).await?;
+        let outcome = self.store.join_voice_room(id, who.id(), &host.node, &host.udp, now()).await?;
         let joined = match outcome {
             VoiceJoin::Joined(_) => true,
             VoiceJoin::Already(_) => false,
             VoiceJoin::Full => return Err(Error::Conflict(format!("voice room {id} is full"))),
             VoiceJoin::Closed => return Err(Error::not_found("voice room", id)),
         };
-        let room = self.room(id).await?;
+        let mut room = self.room(id).await?;
+        if room.media_node.as_deref() != Some(host.node.as_str())
+            || room.media_addr.as_deref() != Some(host.udp.as_str())
+        {
+            // Re-hosted (its old node died): the record follows the lease.
+            self.store.set_voice_media(id, &host.node, &host.udp, now()).await?;
+            room.media_node = Some(host.node.clone());
+            room.media_addr = Some(host.udp.clone());
+        }
         let participants = self.store.voice_participants(id).await?;
         let me = participants
             .iter()
@@ -334,19 +533,22 @@ impl VoiceService {
                 &room_topic(id),
                 "participant_joined",
                 None,
-                // `email` and `participant_count` serve the original design's socket.
-                json!({"room_id": id, "participant": me, "user_id": who.id(), "email": who.user.email,
-                       "participant_count": room.current_participants}),
+                // `display_name` and `participant_count` serve the original
+                // design's socket. Never an email: other participants see
+                // each other by name and id only.
+                json!({"room_id": id, "participant": me, "user_id": who.id(),
+                       "display_name": who.user.display_name, "participant_count": room.current_participants}),
             );
         }
         let policy = policy(&me, who.user.role);
-        let media = MediaInfo {
-            node: room.media_node.clone().unwrap_or_else(|| self.settings.node_id.clone()),
-            udp: room.media_addr.clone().unwrap_or_else(|| self.media_addr()),
+        let media = RoomMedia {
+            node: host.node,
+            udp: host.udp,
             ice_lite: true,
             ice_servers: self.settings.ice_servers.clone(),
             publish: PublishRights { audio: policy.audio, video: policy.video },
-            audio: self.audio.clone(),
+            policy: self.settings.media.clone(),
+            audio_level_extension: AUDIO_LEVEL_EXTENSION.into(),
             signaling: format!(
                 "send {{\"op\":\"signal\",\"room_id\":{id},\"kind\":\"offer\",\"payload\":{{\"type\":\"offer\",\"sdp\":\"...\"}}}} on /ws"
             ),
@@ -364,16 +566,21 @@ impl VoiceService {
     }
 
     async fn left(&self, room: Id, user: UserId, role: VoiceRole, reason: &str) {
-        if let Some(sfu) = self.sfu.get() {
-            let _ = sfu.remove_peer(room, user).await;
-        }
-        let email = self.store.user_by_id(user).await.ok().flatten().map(|u| u.email);
+        self.media_existing(room, MediaCommand::Remove { room, user }).await;
+        let name = self.store.user_by_id(user).await.ok().flatten().map(|u| u.display_name);
         let count = self.store.voice_room(room).await.ok().flatten().map(|r| r.current_participants);
+        if count == Some(0) {
+            // Empty: the next participant's node hosts it, as the store's
+            // record moves with the first join of an empty room.
+            if let Err(e) = self.hosts().release(room).await {
+                tracing::warn!(error = %e, room, "cannot release the room's media host");
+            }
+        }
         self.realtime.publish(
             &room_topic(room),
             "participant_left",
             None,
-            json!({"room_id": room, "user_id": user, "role": role, "reason": reason, "email": email,
+            json!({"room_id": room, "user_id": user, "role": role, "reason": reason, "display_name": name,
                    "participant_count": count}),
         );
         self.realtime.revoke(&room_topic(room), user);
@@ -480,16 +687,12 @@ impl VoiceService {
         }
         let seat = self.seat(id, target).await?;
         self.push_policy(&seat).await;
-        let email = if target == who.id() {
-            Some(who.user.email.clone())
-        } else {
-            self.store.user_by_id(target).await?.map(|u| u.email)
-        };
         self.realtime.publish(
             &room_topic(id),
             "mute_changed",
             None,
-            json!({"room_id": id, "user_id": target, "is_muted": muted, "by": who.id(), "email": email}),
+            json!({"room_id": id, "user_id": target, "is_muted": muted, "by": who.id(),
+                   "display_name": seat.display_name}),
         );
         Ok(seat)
     }
@@ -508,49 +711,30 @@ impl VoiceService {
     }
 
     async fn push_policy(&self, seat: &VoiceParticipant) {
-        let Some(sfu) = self.sfu.get() else { return };
         let user_role = match self.store.user_by_id(seat.user_id).await {
             Ok(Some(user)) => user.role,
             _ => Role::User,
         };
-        let _ = sfu.set_policy(seat.room_id, seat.user_id, policy(seat, user_role)).await;
+        let command = MediaCommand::Policy { room: seat.room_id, user: seat.user_id, policy: policy(seat, user_role) };
+        self.media_existing(seat.room_id, command).await;
     }
 
-    /// Media signaling with this node's SFU. Only participants signal; what
-    /// they may publish follows their seat.
+    /// Media signaling with the SFU hosting the room, on this node or
+    /// another. Only participants signal; what they may publish follows
+    /// their seat.
     pub async fn signal(&self, who: &Principal, id: Id, kind: SignalKind, payload: &Value) -> Result<SignalReply> {
-        let room = self.room(id).await?;
+        self.room(id).await?;
         let seat = self
             .store
             .voice_participant(id, who.id())
             .await?
             .ok_or_else(|| Error::Forbidden("join the room before signaling its media".into()))?;
-        if let Some(node) = &room.media_node
-            && node != &self.settings.node_id
-        {
-            return Err(Error::Unavailable(format!(
-                "room {id}'s media is on node {node}; signal through a connection to that node"
-            )));
-        }
-        let sfu = self.media_sfu()?;
-        match kind {
+        let user = who.id();
+        let command = match kind {
             SignalKind::Offer => {
-                let sdp = sdp_of(payload)?;
-                let outcome = sfu.offer(id, who.id(), sdp, policy(&seat, who.user.role)).await.map_err(sfu_error)?;
-                let answer = json!({"type": "answer", "sdp": outcome.answer, "tracks": outcome.tracks,
-                                    "refused": outcome.refused});
-                let offer = match outcome.followup {
-                    Some(SfuEvent::Offer { sdp, tracks, .. }) => {
-                        Some(json!({"type": "offer", "sdp": sdp, "tracks": tracks}))
-                    }
-                    _ => None,
-                };
-                Ok(SignalReply { answer: Some(answer), offer })
+                MediaCommand::Offer { room: id, user, sdp: sdp_of(payload)?, policy: policy(&seat, who.user.role) }
             }
-            SignalKind::Answer => {
-                sfu.answer(id, who.id(), sdp_of(payload)?).await.map_err(sfu_error)?;
-                Ok(SignalReply::default())
-            }
+            SignalKind::Answer => MediaCommand::Answer { room: id, user, sdp: sdp_of(payload)? },
             SignalKind::IceCandidate => {
                 let candidate = payload
                     .get("candidate")
@@ -560,10 +744,14 @@ impl VoiceService {
                     // End of candidates: nothing to do for an ICE-lite peer.
                     return Ok(SignalReply::default());
                 }
-                sfu.ice_candidate(id, who.id(), candidate.to_owned()).await.map_err(sfu_error)?;
-                Ok(SignalReply::default())
+                if candidate.len() > 1024 {
+                    return Err(Error::invalid("payload.candidate", "is too large"));
+                }
+                MediaCommand::Candidate { room: id, user, candidate: candidate.to_owned() }
             }
-        }
+        };
+        let host = self.host(id).await?;
+        self.media(&host, command).await
     }
 
     /// Publishes what a signal reply holds to the caller's `user:{id}`
@@ -627,6 +815,7 @@ impl VoiceService {
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(this.settings.sweep_interval);
             let mut media_tick = tokio::time::interval(this.settings.heartbeat_timeout / 3);
+            let mut host_tick = tokio::time::interval((this.settings.host_ttl / 3).max(Duration::from_millis(100)));
             loop {
                 tokio::select! {
                     () = stop.cancelled() => break,
@@ -636,6 +825,7 @@ impl VoiceService {
                         }
                     }
                     _ = media_tick.tick() => this.touch_media().await,
+                    _ = host_tick.tick() => this.renew_hosts().await,
                 }
             }
         });

@@ -268,6 +268,9 @@ impl Engine {
             Command::Stats { reply } => {
                 let _ = reply.send(Ok(self.stats()));
             }
+            Command::Rooms { reply } => {
+                let _ = reply.send(Ok(self.rooms.keys().copied().collect()));
+            }
             Command::Connected { reply } => {
                 let list = self.peers.values().filter(|p| p.connected).map(|p| (p.room, p.user)).collect();
                 let _ = reply.send(Ok(list));

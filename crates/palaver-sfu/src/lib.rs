@@ -38,7 +38,7 @@ pub type UserId = i64;
 
 /// What a peer may publish. The SFU drops, never forwards, anything else,
 /// so a wrong client cannot be heard by breaking the rules.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, serde::Deserialize)]
 pub struct PeerPolicy {
     /// May publish one audio track (hosts and speakers).
     pub audio: bool,
@@ -218,6 +218,7 @@ pub(crate) enum Command {
     CloseRoom { room: RoomId, reply: Reply<usize> },
     Stats { reply: Reply<SfuStats> },
     Connected { reply: Reply<Vec<(RoomId, UserId)>> },
+    Rooms { reply: Reply<Vec<RoomId>> },
 }
 
 /// A handle to the media plane; cheap to clone. The media thread stops when
@@ -331,6 +332,12 @@ impl Sfu {
     /// Counters and the media thread's CPU time.
     pub async fn stats(&self) -> Result<SfuStats, SfuError> {
         self.call(|reply| Command::Stats { reply }).await
+    }
+
+    /// The rooms with at least one peer on this node (whose media it
+    /// hosts).
+    pub async fn rooms(&self) -> Result<Vec<RoomId>, SfuError> {
+        self.call(|reply| Command::Rooms { reply }).await
     }
 
     /// The peers whose media connection is up (a liveness signal: their

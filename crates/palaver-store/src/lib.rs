@@ -605,6 +605,10 @@ pub trait VoiceStore: Send + Sync {
         media_addr: &str,
         now: Timestamp,
     ) -> Result<VoiceJoin>;
+    /// Records that an open room's media is now on `node` at `media_addr`
+    /// (its old node died and another took it over); false when the room
+    /// is closed or unknown.
+    async fn set_voice_media(&self, room: Id, node: &str, media_addr: &str, now: Timestamp) -> Result<bool>;
     /// Leaves; returns the role the user had, `None` when not in the room.
     async fn leave_voice_room(
         &self,

@@ -1,31 +1,24 @@
 // Media settings from the server's audio policy, and the SDP munging that
 // applies the Opus parameters browsers have no API for.
 //
-// Calls carry the policy as {audio: {echoCancellation, noiseSuppression,
+// Calls (`call.media`) and voice rooms (the join answer's `media`) carry
+// the same policy: {audio: {echoCancellation, noiseSuppression,
 // autoGainControl, channelCount}, opus: {useinbandfec, usedtx,
-// maxaveragebitrate, stereo, fmtp}}; voice rooms as {fec, dtx,
-// max_average_bitrate, ...}. normalize() reads either.
+// maxaveragebitrate, stereo, fmtp}}.
 
 const DEFAULTS = {
   constraints: { echoCancellation: true, noiseSuppression: true, autoGainControl: true, channelCount: 1 },
   opus: { useinbandfec: 1, usedtx: 1, maxaveragebitrate: 32000, stereo: 0 },
 };
 
-/** {constraints, opus} from a call's `media` or a voice room's `media.audio`. */
+/** {constraints, opus} from a call's `media` or a voice room's join `media`. */
 export function normalize(policy = {}) {
-  const audio = policy.audio && typeof policy.audio === 'object' && 'echoCancellation' in policy.audio ? policy.audio : {};
+  const audio = policy.audio && typeof policy.audio === 'object' ? policy.audio : {};
   const constraints = { ...DEFAULTS.constraints };
   for (const key of Object.keys(constraints)) if (key in audio) constraints[key] = audio[key];
   const opus = { ...DEFAULTS.opus };
   const o = policy.opus || {};
-  const flat = policy.audio && 'fec' in policy.audio ? policy.audio : policy;
-  if ('useinbandfec' in o) opus.useinbandfec = Number(o.useinbandfec);
-  else if ('fec' in flat) opus.useinbandfec = flat.fec ? 1 : 0;
-  if ('usedtx' in o) opus.usedtx = Number(o.usedtx);
-  else if ('dtx' in flat) opus.usedtx = flat.dtx ? 1 : 0;
-  if ('maxaveragebitrate' in o) opus.maxaveragebitrate = Number(o.maxaveragebitrate);
-  else if ('max_average_bitrate' in flat) opus.maxaveragebitrate = Number(flat.max_average_bitrate);
-  if ('stereo' in o) opus.stereo = Number(o.stereo);
+  for (const key of Object.keys(opus)) if (key in o) opus[key] = Number(o[key]);
   return { constraints, opus };
 }
 

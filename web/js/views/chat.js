@@ -18,6 +18,9 @@ import { h, avatar, clock, field, uid } from '../dom.js';
 import { icon } from '../icons.js';
 import { busy, toast, errorText, confirmDialog, modal, reportDialog } from '../ui.js';
 
+/** What a message without text is called in previews and quotes (as in notifications). */
+const mediaLabel = (type) => ({ image: 'Photo', video: 'Video', audio: 'Audio', file: 'File' })[type] || type;
+
 const PAGE = 30;
 const TYPING_SEND_EVERY_MS = 3000;
 const TYPING_SHOW_MS = 7000;
@@ -65,7 +68,7 @@ function chatScreen() {
     if (!m) return 'No messages yet';
     if (m.is_deleted) return 'Message deleted';
     const who = m.sender?.id === me.id ? 'You: ' : '';
-    if (m.message_type !== 'text' && m.message_type !== 'system') return `${who}${m.content || `[${m.message_type}]`}`;
+    if (m.message_type !== 'text' && m.message_type !== 'system') return `${who}${m.content || mediaLabel(m.message_type)}`;
     return `${who}${m.content || ''}`;
   };
 
@@ -327,13 +330,15 @@ function conversationView(room, { title, other, onRead }) {
     const quoted = m.reply_to ? quoteOf(m.reply_to) : null;
     const body = [];
     if (room.room_type !== 'private' && !mine) body.push(h('strong', { class: 'small' }, m.sender?.display_name || ''), h('br'));
-    if (m.reply_to) body.push(h('span', { class: 'reply-quote' }, quoted ? `${quoted.sender?.display_name}: ${quoted.is_deleted ? 'deleted message' : (quoted.content || `[${quoted.message_type}]`)}` : 'Reply to an earlier message'));
+    if (m.reply_to) body.push(h('span', { class: 'reply-quote' }, quoted ? `${quoted.sender?.display_name}: ${quoted.is_deleted ? 'deleted message' : (quoted.content || mediaLabel(quoted.message_type))}` : 'Reply to an earlier message'));
     if (m.is_deleted) body.push('This message was deleted.');
     else {
       if (m.media_id || m.local_file) {
         body.push(m.local_file
           ? h('span', { class: 'muted small' }, `Uploading ${m.local_file}…`)
-          : media.mediaElement({ id: m.media_id, kind: m.message_type === 'text' ? 'file' : m.message_type }, { alt: m.content || 'Shared image' }));
+          // The message's own media carry URLs signed for this user (and
+          // the size, so the bubble keeps its shape while loading).
+          : media.mediaElement({ ...(m.media || { id: m.media_id }), kind: m.message_type === 'text' ? 'file' : m.message_type }, { alt: m.content || 'Shared image' }));
       }
       if (m.shared_moment_id) body.push(h('a', { href: `/moments/${m.shared_moment_id}` }, 'Shared a moment'));
       if (m.content) body.push(h('span', { class: 'content' }, m.content));
@@ -676,7 +681,7 @@ function conversationView(room, { title, other, onRead }) {
   function startReply(m) {
     replyTo = m;
     replyBar.replaceChildren(
-      h('span', {}, `Replying to ${m.sender?.display_name}: ${(m.content || `[${m.message_type}]`).slice(0, 80)}`),
+      h('span', {}, `Replying to ${m.sender?.display_name}: ${(m.content || mediaLabel(m.message_type)).slice(0, 80)}`),
       h('button', { type: 'button', class: 'btn btn-quiet btn-small', onclick: cancelReply }, 'Cancel'));
     replyBar.hidden = false;
     text.focus();

@@ -214,7 +214,8 @@ function roomView(id) {
     offTopic = app.socket.subscribe(`voice:${id}`, onRoomEvent);
     offUser = app.socket.on(`user:${me.id}`, onSignal);
     const media = joined.media || {};
-    policy = media.audio || {};
+    // The same audio policy as calls: {audio: constraints, opus}.
+    policy = media;
     const publish = media.publish?.audio ?? joined.me?.role !== 'listener';
     hand.hidden = publish;
     mute.disabled = !publish;

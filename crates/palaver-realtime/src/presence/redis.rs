@@ -212,36 +212,32 @@ impl RedisPresence {
     }
 }
 
+impl RedisPresence {
+    /// Runs the connect or disconnect script for one of this node's
+    /// connections of `user`: true when the user's online state changed.
+    async fn run_membership(&self, script: &Script, user: UserId) -> Result<bool> {
+        let mut conn = self.conn.clone();
+        let changed: i64 = script
+            .key(self.key("nodes"))
+            .key(self.key(format!("on:{user}")))
+            .key(self.key(format!("nu:{}", self.node)))
+            .arg(&self.node)
+            .arg(user)
+            .invoke_async(&mut conn)
+            .await
+            .map_err(unavailable)?;
+        Ok(changed == 1)
+    }
+}
+
 #[async_trait]
 impl PresenceStore for RedisPresence {
     async fn connected(&self, user: UserId) -> Result<bool> {
-        let mut conn = self.conn.clone();
-        let came: i64 = self
-            .connect
-            .key(self.key("nodes"))
-            .key(self.key(format!("on:{user}")))
-            .key(self.key(format!("nu:{}", self.node)))
-            .arg(&self.node)
-            .arg(user)
-            .invoke_async(&mut conn)
-            .await
-            .map_err(unavailable)?;
-        Ok(came == 1)
+        self.run_membership(&self.connect, user).await
     }
 
     async fn disconnected(&self, user: UserId) -> Result<bool> {
-        let mut conn = self.conn.clone();
-        let gone: i64 = self
-            .disconnect
-            .key(self.key("nodes"))
-            .key(self.key(format!("on:{user}")))
-            .key(self.key(format!("nu:{}", self.node)))
-            .arg(&self.node)
-            .arg(user)
-            .invoke_async(&mut conn)
-            .await
-            .map_err(unavailable)?;
-        Ok(gone == 1)
+        self.run_membership(&self.disconnect, user).await
     }
 
     async fn is_online(&self, user: UserId) -> Result<bool> {

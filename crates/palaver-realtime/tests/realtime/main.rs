@@ -5,6 +5,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod broker;
+mod nodes;
 mod presence;
 
 use std::time::Duration;

@@ -245,14 +245,15 @@ async fn remove_participant(
 }
 
 /// Media signaling with the room's SFU (the REST twin of the WebSocket
-/// `signal` op with `room_id`). An offer is answered in the response, with
+/// `signal` op with `room_id`), on whichever node hosts the room: another
+/// node's SFU is reached through this one. An offer is answered in the response, with
 /// the SFU's follow-up offer (the other participants' tracks) when there is
 /// one; later SFU offers arrive as `signal` events on `user:{id}`.
 #[utoipa::path(post, path = "/voice-rooms/{id}/signal", tag = "voice", security(("bearer" = [])),
     request_body = SignalRequest, params(("id" = i64, Path, description = "Room id")),
     responses((status = 200, body = SignalReply), (status = 400, body = ErrorBody),
               (status = 403, body = ErrorBody, description = "not a participant"), (status = 404, body = ErrorBody),
-              (status = 503, body = ErrorBody, description = "the room's media is on another node")))]
+              (status = 503, body = ErrorBody, description = "the node hosting the room's media did not answer (it may be down; its rooms move to a live node within PALAVER_VOICE_HOST_TTL)")))]
 async fn signal(
     State(state): State<AppState>,
     Auth(me): Auth,

@@ -15,7 +15,6 @@ use palaver_realtime::{
 };
 use palaver_service::chat::SendMessage;
 use palaver_service::{ChatService, Principal};
-use palaver_store::Store;
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
@@ -168,40 +167,72 @@ const CHAT_SLOT: usize = 1;
 
 /// `/ws/chat/{room_id}/`: the original design's frames. The client sends
 /// `{"type":"chat_message","message":"hi"}` (optionally `message_type`,
-/// `client_msg_id`), `{"type":"typing","is_typing":true}` and
+/// `client_msg_id`, and `media_file`: an upload's id or the url
+/// `POST /media` returned, making a `file` message unless `message_type`
+/// says otherwise), `{"type":"typing","is_typing":true}` and
 /// `{"type":"read_receipt","message_id":9}`; members receive each message
-/// as `{"type":"chat_message","id","sender","content","message_type",
-/// "created_at","media_file","seq"}` (`sender` is the sender's email, as
-/// the original design had it) and typing as
-/// `{"type":"typing","user","is_typing"}`. Errors are
+/// as `{"type":"chat_message","id","sender","sender_id","content",
+/// "message_type","created_at","media_file","seq"}` and typing as
+/// `{"type":"typing","user","user_id","is_typing"}`. Errors are
 /// `{"type":"error","code","message"}`.
+///
+/// `sender` and `user` are the display name: the original design put the
+/// sender's email there, but emails are private (users see each other by
+/// display name and id), so the shape is kept and the id added.
 pub struct ChatProtocol {
     topic: Topic,
-    /// Emails of the room's participants when the socket opened; later
-    /// joiners are named by display name.
-    emails: HashMap<UserId, String>,
+    /// Display names of the room's participants when the socket opened
+    /// (typing events carry only an id); later joiners are named by the
+    /// messages themselves.
+    names: HashMap<UserId, String>,
 }
 
 impl ChatProtocol {
     /// The protocol of a connection to `room`.
-    pub async fn new(store: &Arc<dyn Store>, chat: &ChatService, who: &Principal, room: Id) -> Result<Self> {
+    pub async fn new(chat: &ChatService, who: &Principal, room: Id) -> Result<Self> {
         let found = chat.room_of(who, room).await?;
-        let mut emails = HashMap::new();
-        for p in &found.participants {
-            if let Some(user) = store.user_by_id(p.user.id).await? {
-                emails.insert(user.id, user.email);
-            }
-        }
-        Ok(Self { topic: Topic::new("chat", room), emails })
+        let names = found.participants.iter().map(|p| (p.user.id, p.user.display_name.clone())).collect();
+        Ok(Self { topic: Topic::new("chat", room), names })
     }
 
+    /// The display name of `user` (an author object or a bare id).
     fn name(&self, user: &Value) -> Value {
-        let id = user.get("id").and_then(Value::as_i64).or_else(|| user.as_i64());
-        match id.and_then(|id| self.emails.get(&id)) {
-            Some(email) => Value::String(email.clone()),
-            None => user.get("display_name").cloned().unwrap_or(Value::Null),
+        if let Some(name) = user.get("display_name").filter(|n| n.is_string()) {
+            return name.clone();
         }
+        let id = user.get("id").and_then(Value::as_i64).or_else(|| user.as_i64());
+        id.and_then(|id| self.names.get(&id)).map_or(Value::Null, |name| Value::String(name.clone()))
     }
+}
+
+/// The upload a legacy `chat_message` names in `media_file`: its id (a
+/// number, or digits in a string) or the `url` `POST /media` returned for it
+/// (relative or absolute, any signature: the send itself checks the upload
+/// is the sender's own). `null` or absent: none.
+fn legacy_media_id(value: &Value) -> std::result::Result<Option<Id>, &'static str> {
+    const WHY: &str = "must be a media id or the url POST /api/v1/media returned";
+    let text = match value {
+        Value::Null => return Ok(None),
+        Value::Number(n) => return n.as_i64().filter(|id| *id > 0).map(Some).ok_or(WHY),
+        Value::String(s) => s.trim(),
+        _ => return Err(WHY),
+    };
+    if let Ok(id) = text.parse::<Id>() {
+        return if id > 0 { Ok(Some(id)) } else { Err(WHY) };
+    }
+    let path = text.split(['?', '#']).next().unwrap_or_default();
+    let after = path.split_once("/api/v1/media/").map(|(_, rest)| rest).ok_or(WHY)?;
+    let mut parts = after.split('/');
+    let id = parts.next().and_then(|id| id.parse::<Id>().ok()).filter(|id| *id > 0).ok_or(WHY)?;
+    match (parts.next(), parts.next()) {
+        (None | Some("file" | "thumbnail" | ""), None) => Ok(Some(id)),
+        _ => Err(WHY),
+    }
+}
+
+/// The user id of an author object or a bare id.
+fn user_id(user: &Value) -> Value {
+    user.get("id").or(Some(user)).filter(|v| v.is_i64()).cloned().unwrap_or(Value::Null)
 }
 
 fn legacy_error(err: &WsError) -> Option<Utf8Bytes> {
@@ -221,11 +252,32 @@ impl Protocol for ChatProtocol {
         body.insert("topic".into(), topic);
         let op = match map.get("type").and_then(Value::as_str) {
             Some("chat_message") => {
-                let Some(message) = map.get("message") else {
-                    return Err(FrameError { reference: None, error: Error::invalid("message", "is required").into() });
+                let media_id = match legacy_media_id(map.get("media_file").unwrap_or(&Value::Null)) {
+                    Ok(id) => id,
+                    Err(why) => {
+                        return Err(FrameError { reference: None, error: Error::invalid("media_file", why).into() });
+                    }
                 };
-                body.insert("content".into(), message.clone());
-                body.insert("message_type".into(), map.get("message_type").cloned().unwrap_or(json!("text")));
+                match map.get("message") {
+                    Some(message) => {
+                        body.insert("content".into(), message.clone());
+                    }
+                    // A media message may come without a caption.
+                    None if media_id.is_some() => {}
+                    None => {
+                        return Err(FrameError {
+                            reference: None,
+                            error: Error::invalid("message", "is required").into(),
+                        });
+                    }
+                }
+                // With a file and no type, the message is a `file` message,
+                // which takes any kind of upload.
+                let default_type = if media_id.is_some() { "file" } else { "text" };
+                body.insert("message_type".into(), map.get("message_type").cloned().unwrap_or(json!(default_type)));
+                if let Some(id) = media_id {
+                    body.insert("media_id".into(), json!(id));
+                }
                 let id = map
                     .get("client_msg_id")
                     .cloned()
@@ -260,6 +312,7 @@ impl Protocol for ChatProtocol {
                     "type": "chat_message",
                     "id": data.get("id"),
                     "sender": self.name(data.get("sender")?),
+                    "sender_id": user_id(data.get("sender")?),
                     "content": data.get("content"),
                     "message_type": data.get("message_type"),
                     "created_at": data.get("created_at"),
@@ -271,6 +324,7 @@ impl Protocol for ChatProtocol {
                 "typing" => json!({
                     "type": "typing",
                     "user": self.name(data.get("user_id")?),
+                    "user_id": data.get("user_id"),
                     "is_typing": data.get("is_typing"),
                 }),
                 _ => return None,
@@ -289,5 +343,37 @@ impl Protocol for ChatProtocol {
 
     fn pong(&self, _reference: Option<&Value>) -> Option<Utf8Bytes> {
         Some(Utf8Bytes::from_static(r#"{"type":"pong"}"#))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn legacy_media_file_names_an_upload() {
+        for (value, id) in [
+            (json!(null), None),
+            (json!(42), Some(42)),
+            (json!("42"), Some(42)),
+            (json!("/api/v1/media/42/file?viewer=7&expires=1&sig=abc"), Some(42)),
+            (json!("https://chat.example.org/api/v1/media/42/thumbnail?viewer=7"), Some(42)),
+            (json!("/api/v1/media/42"), Some(42)),
+        ] {
+            assert_eq!(legacy_media_id(&value), Ok(id), "{value}");
+        }
+        for value in [
+            json!(0),
+            json!(-3),
+            json!(1.5),
+            json!("cat.png"),
+            json!("/api/v1/media/abc/file"),
+            json!("/api/v1/media/42/file/more"),
+            json!("/api/v1/media/42/other"),
+            json!({"id": 42}),
+            json!(true),
+        ] {
+            assert!(legacy_media_id(&value).is_err(), "{value}");
+        }
     }
 }

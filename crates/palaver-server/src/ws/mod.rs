@@ -20,10 +20,11 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::{Request, State};
+use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use palaver_core::Error;
-use palaver_realtime::{Backend, ConnectParams, Hub, HubConfig, NativeProtocol, Protocol};
+use palaver_realtime::{Backend, ConnectParams, Hub, HubConfig, NativeProtocol, NodeRpc, Protocol};
 use palaver_service::{Principal, Services};
 
 use serde::Deserialize;
@@ -52,17 +53,22 @@ pub fn hub_config(config: &Config, node_id: &str) -> HubConfig {
 
 /// Starts the hub on the configured backend and plugs in what the server
 /// owns: the `presence` kind, last-seen updates, and the hub as the
-/// services' [`palaver_service::Realtime`].
+/// services' [`palaver_service::Realtime`]. Also returns the link for
+/// requests between nodes, on the same backend (stopped by `shutdown`).
 pub async fn start_hub(
     config: HubConfig,
     services: &Services,
     redis: Option<(redis::Client, redis::aio::ConnectionManager, String)>,
     matching: Option<Arc<palaver_rtc::MatchService>>,
-) -> anyhow::Result<Hub> {
+    shutdown: tokio_util::sync::CancellationToken,
+) -> anyhow::Result<(Hub, NodeRpc)> {
     let backend = match redis {
         Some((client, conn, prefix)) => Backend::Redis { client, conn, prefix },
         None => Backend::memory(),
     };
+    let nodes = NodeRpc::start(&backend, &config.node_id, palaver_realtime::nodes::DEFAULT_TIMEOUT, shutdown)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot start the link between nodes: {e}"))?;
     let hooks = Arc::new(kinds::StoreHooks(services.store.clone(), matching, Some(services.voice.clone())));
     let hub =
         Hub::start(config, backend, hooks).await.map_err(|e| anyhow::anyhow!("cannot start the real-time hub: {e}"))?;
@@ -71,7 +77,7 @@ pub async fn start_hub(
         Arc::new(kinds::PresenceKind { store: services.store.clone(), realtime: services.realtime.clone() }),
     );
     services.realtime.set(Arc::new(hub.clone()));
-    Ok(hub)
+    Ok((hub, nodes))
 }
 
 /// The WebSocket routes.
@@ -90,38 +96,30 @@ struct TokenQuery {
     token: Option<String>,
 }
 
-fn token(request: &Request, query: &TokenQuery) -> Result<String, ApiError> {
+fn token(headers: &HeaderMap, query: &TokenQuery) -> Result<String, ApiError> {
     let token = query
         .token
         .as_deref()
         .filter(|t| !t.is_empty())
-        .or_else(|| bearer_token(request.headers()))
+        .or_else(|| bearer_token(headers))
         .ok_or_else(|| Error::Unauthorized("missing access token: pass ?token= or Authorization: Bearer".into()))?;
     Ok(token.to_owned())
 }
 
-/// Checks the handshake and the token, then hands the socket to the hub.
-async fn open(
-    state: AppState,
-    query: TokenQuery,
-    request: Request,
-    connect: impl FnOnce(Principal) -> ConnectParams + Send + 'static,
-) -> Response {
-    if let Err(response) = upgrade::check(request.headers()) {
-        return *response;
-    }
-    let token = match token(&request, &query) {
-        Ok(token) => token,
-        Err(e) => return e.into_response(),
-    };
-    let principal = match state.services.auth.authenticate(&token).await {
-        Ok(principal) => principal,
-        Err(e) => return ApiError(e).into_response(),
-    };
+/// Checks the handshake and the token: the caller, or the response that
+/// refuses the request before any upgrade.
+async fn handshake(state: &AppState, query: &TokenQuery, headers: &HeaderMap) -> Result<Principal, Response> {
+    upgrade::check(headers).map_err(|response| *response)?;
+    let token = token(headers, query).map_err(IntoResponse::into_response)?;
+    state.services.auth.authenticate(&token).await.map_err(|e| ApiError(e).into_response())
+}
+
+/// Hands the socket of a request that passed [`handshake`] to the hub.
+fn open(state: &AppState, request: Request, params: ConnectParams) -> Response {
     let hub = state.hub.clone();
     let socket_config = hub.config().socket_config();
     upgrade::accept(request, socket_config, move |socket| async move {
-        hub.serve(socket, connect(principal)).await;
+        hub.serve(socket, params).await;
     })
 }
 
@@ -132,11 +130,12 @@ fn params(principal: Principal, protocol: Arc<dyn Protocol>) -> ConnectParams {
 /// `GET /ws`: the multiplexed socket.
 async fn native(State(state): State<AppState>, ApiQuery(query): ApiQuery<TokenQuery>, request: Request) -> Response {
     let urls = state.media.settings().urls.clone();
-    open(state, query, request, move |p| {
-        let viewer = p.id();
-        params(p, Arc::new(media::SignedMedia::new(NativeProtocol, viewer, urls)))
-    })
-    .await
+    let principal = match handshake(&state, &query, request.headers()).await {
+        Ok(principal) => principal,
+        Err(response) => return response,
+    };
+    let viewer = principal.id();
+    open(&state, request, params(principal, Arc::new(media::SignedMedia::new(NativeProtocol, viewer, urls))))
 }
 
 /// `GET /ws/call/{call_id}/`: the original design's call socket, for the
@@ -147,13 +146,9 @@ async fn call(
     ApiQuery(query): ApiQuery<TokenQuery>,
     request: Request,
 ) -> Response {
-    let token = match token(&request, &query) {
-        Ok(token) => token,
-        Err(e) => return e.into_response(),
-    };
-    let principal = match state.services.auth.authenticate(&token).await {
+    let principal = match handshake(&state, &query, request.headers()).await {
         Ok(principal) => principal,
-        Err(e) => return ApiError(e).into_response(),
+        Err(response) => return response,
     };
     let topic = palaver_realtime::Topic::new("call", call_id);
     let allowed = match state.hub.kind("call") {
@@ -163,15 +158,18 @@ async fn call(
     if let Err(e) = allowed {
         return ApiError(e).into_response();
     }
-    open(state, query, request, move |p| ConnectParams {
-        principal: p,
-        protocol: Arc::new(calls::LegacyCallProtocol::new(call_id)),
-        // Signals for a call bound to this socket arrive through the
-        // user's channel; the protocol shows only call events.
-        user_topic: true,
-        topics: vec![(topic, None)],
-    })
-    .await
+    open(
+        &state,
+        request,
+        ConnectParams {
+            principal,
+            protocol: Arc::new(calls::LegacyCallProtocol::new(call_id)),
+            // Signals for a call bound to this socket arrive through the
+            // user's channel; the protocol shows only call events.
+            user_topic: true,
+            topics: vec![(topic, None)],
+        },
+    )
 }
 
 /// `GET /ws/chat/{room_id}/`: the original design's chat socket, for the
@@ -183,33 +181,32 @@ async fn chat_room(
     ApiQuery(query): ApiQuery<TokenQuery>,
     request: Request,
 ) -> Response {
-    let token = match token(&request, &query) {
-        Ok(token) => token,
-        Err(e) => return e.into_response(),
-    };
-    let principal = match state.services.auth.authenticate(&token).await {
+    let principal = match handshake(&state, &query, request.headers()).await {
         Ok(principal) => principal,
-        Err(e) => return ApiError(e).into_response(),
+        Err(response) => return response,
     };
     let chat = state.services.chat.clone();
     let room = match chat.room_of(&principal, room_id).await {
         Ok(room) => room,
         Err(e) => return ApiError(e).into_response(),
     };
-    let protocol = match chat::ChatProtocol::new(&state.services.store, &chat, &principal, room_id).await {
+    let protocol = match chat::ChatProtocol::new(&chat, &principal, room_id).await {
         Ok(protocol) => protocol,
         Err(e) => return ApiError(e).into_response(),
     };
     let since = (room.last_seq - chat::LEGACY_RECENT).max(0);
     let topic = palaver_realtime::Topic::new("chat", room_id);
     let protocol = media::SignedMedia::new(protocol, principal.id(), state.media.settings().urls.clone());
-    open(state, query, request, move |p| ConnectParams {
-        principal: p,
-        protocol: Arc::new(protocol),
-        user_topic: false,
-        topics: vec![(topic, Some(since))],
-    })
-    .await
+    open(
+        &state,
+        request,
+        ConnectParams {
+            principal,
+            protocol: Arc::new(protocol),
+            user_topic: false,
+            topics: vec![(topic, Some(since))],
+        },
+    )
 }
 
 /// `GET /ws/notifications/`: the original design's notification socket.
@@ -218,7 +215,10 @@ async fn notifications(
     ApiQuery(query): ApiQuery<TokenQuery>,
     request: Request,
 ) -> Response {
-    open(state, query, request, |p| params(p, Arc::new(legacy::NotificationsProtocol))).await
+    match handshake(&state, &query, request.headers()).await {
+        Ok(principal) => open(&state, request, params(principal, Arc::new(legacy::NotificationsProtocol))),
+        Err(response) => response,
+    }
 }
 
 /// `GET /ws/voice-room/{room_id}/`: the original design's voice-room
@@ -231,26 +231,22 @@ async fn voice_room(
     ApiQuery(query): ApiQuery<TokenQuery>,
     request: Request,
 ) -> Response {
-    let token = match token(&request, &query) {
-        Ok(token) => token,
-        Err(e) => return e.into_response(),
-    };
-    let principal = match state.services.auth.authenticate(&token).await {
+    let principal = match handshake(&state, &query, request.headers()).await {
         Ok(principal) => principal,
-        Err(e) => return ApiError(e).into_response(),
+        Err(response) => return response,
     };
-    if let Err(e) = upgrade::check(request.headers()) {
-        return *e;
-    }
     if let Err(e) = state.services.voice.join(&principal, room_id).await {
         return ApiError(e).into_response();
     }
     let topic = palaver_realtime::Topic::new("voice", room_id);
-    open(state, query, request, move |p| ConnectParams {
-        principal: p,
-        protocol: Arc::new(voice::LegacyVoiceProtocol::new(room_id)),
-        user_topic: false,
-        topics: vec![(topic, None)],
-    })
-    .await
+    open(
+        &state,
+        request,
+        ConnectParams {
+            principal,
+            protocol: Arc::new(voice::LegacyVoiceProtocol::new(room_id)),
+            user_topic: false,
+            topics: vec![(topic, None)],
+        },
+    )
 }

@@ -90,9 +90,12 @@ pub async fn signal(
 /// `{"type":"join_room"}` (a no-op once seated), `{"type":"leave_room"}`,
 /// `{"type":"mute_toggle","is_muted":true}`; `audio_data` is answered with
 /// an error: audio flows over WebRTC (see `signal`). Members receive
-/// `{"type":"participant_joined","user":email,"participant_count":n}`,
-/// `participant_left` alike, `{"type":"mute_toggle","user":email,
-/// "is_muted":b}`, and the native event types with their data.
+/// `{"type":"participant_joined","user":display_name,"user_id":id,
+/// "participant_count":n}`, `participant_left` alike,
+/// `{"type":"mute_toggle","user":display_name,"user_id":id,"is_muted":b}`,
+/// and the native event types with their data. The original design put
+/// the user's email in `user`; emails are private, so other participants
+/// see a display name and an id instead.
 pub struct LegacyVoiceProtocol {
     room_id: Id,
 }
@@ -157,7 +160,8 @@ impl Protocol for LegacyVoiceProtocol {
             "participant_joined" | "participant_left" => {
                 let mut frame = json!({
                     "type": kind,
-                    "user": data.get("email").cloned().unwrap_or(Value::Null),
+                    "user": data.get("display_name").cloned().unwrap_or(Value::Null),
+                    "user_id": data.get("user_id").cloned().unwrap_or(Value::Null),
                     "participant_count": data.get("participant_count").cloned().unwrap_or(Value::Null),
                 });
                 if let (Some(map), Some(extra)) = (frame.as_object_mut(), data.as_object()) {
@@ -169,7 +173,7 @@ impl Protocol for LegacyVoiceProtocol {
             }
             "mute_changed" => json!({
                 "type": "mute_toggle",
-                "user": data.get("email").cloned().unwrap_or(Value::Null),
+                "user": data.get("display_name").cloned().unwrap_or(Value::Null),
                 "user_id": data.get("user_id").cloned().unwrap_or(Value::Null),
                 "is_muted": data.get("is_muted").cloned().unwrap_or(Value::Null),
             }),

@@ -264,3 +264,76 @@ async fn logs_never_contain_passwords_or_tokens() {
     let signature = access2.rsplit('.').next().unwrap();
     assert!(!log.contains(signature));
 }
+
+/// Server processes on one PostgreSQL schema and one Redis prefix: the
+/// nodes of one deployment, each with its own data folder and port.
+pub(crate) struct Cluster {
+    pub db: palaver_store::testing::TestDb,
+    pub redis_url: String,
+    /// The Redis key prefix the nodes share.
+    pub prefix: String,
+    pub ports: Vec<u16>,
+    pub nodes: Vec<Child>,
+    pub http: reqwest::Client,
+    _dirs: Vec<tempfile::TempDir>,
+}
+
+impl Cluster {
+    /// Starts `n` nodes (`node-1`, `node-2`, …), or says why not and
+    /// returns `None` when PostgreSQL or Redis is not configured.
+    pub async fn start(n: usize, test: &str) -> Option<Cluster> {
+        let (Some(db), Some(redis_url)) =
+            (palaver_store::testing::postgres().await.unwrap(), crate::helpers::redis_url())
+        else {
+            eprintln!("PostgreSQL or Redis not configured: {test} skipped");
+            return None;
+        };
+        let schema = db.options.pg_schema.clone().unwrap();
+        let database_url = format!("{}?options%5Bsearch_path%5D={schema}", db.options.url);
+        let prefix = format!("palaver-test-{}", uuid::Uuid::new_v4().simple());
+        let dirs: Vec<_> = (0..n).map(|_| tempfile::tempdir().unwrap()).collect();
+        let ports: Vec<u16> = (0..n).map(|_| free_port()).collect();
+        let mut nodes = Vec::new();
+        for (i, dir) in dirs.iter().enumerate() {
+            let mut cmd = palaver(dir.path());
+            cmd.env("DATABASE_URL", &database_url)
+                .env("REDIS_URL", &redis_url)
+                .env("PALAVER_REDIS_PREFIX", &prefix)
+                .env("PALAVER_JWT_SECRET", crate::helpers::JWT_SECRET)
+                // Every node must hold the same keys, like the JWT secret.
+                .env("PALAVER_ENCRYPTION_KEYS", crate::helpers::TEST_KEY_1)
+                .env("PALAVER_NODE_ID", format!("node-{}", i + 1))
+                .env("PALAVER_RATE_REGISTER", "100/1m")
+                .env("PALAVER_LOG", "warn");
+            nodes.push(start(cmd, ports[i]).await);
+        }
+        Some(Cluster { db, redis_url, prefix, ports, nodes, http: reqwest::Client::new(), _dirs: dirs })
+    }
+
+    /// `http://127.0.0.1:{port}/api/v1{path}` on node `i`.
+    pub fn api(&self, i: usize, path: &str) -> String {
+        format!("http://127.0.0.1:{}/api/v1{path}", self.ports[i])
+    }
+
+    /// Registers on node `i` (extra fields merged into the body): the
+    /// user's id and access token.
+    pub async fn register(&self, i: usize, email: &str, extra: Value) -> (i64, String) {
+        let mut body = json!({"email": email, "password": "password-123", "display_name": email});
+        if let (Some(body), Value::Object(extra)) = (body.as_object_mut(), extra) {
+            body.extend(extra);
+        }
+        let created: Value =
+            self.http.post(self.api(i, "/auth/register")).json(&body).send().await.unwrap().json().await.unwrap();
+        (created["user"]["id"].as_i64().unwrap(), created["access_token"].as_str().unwrap().to_owned())
+    }
+
+    /// Stops the nodes still running (each must exit cleanly) and drops the
+    /// schema.
+    pub async fn stop(self) {
+        for node in self.nodes {
+            let (status, _) = terminate(node);
+            assert!(status.success());
+        }
+        self.db.cleanup().await;
+    }
+}

@@ -399,46 +399,18 @@ api_test! {
 /// connection on the other node.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_match_and_its_call_cross_nodes() {
-    let (Some(db), Some(redis_url)) = (palaver_store::testing::postgres().await.unwrap(), crate::helpers::redis_url())
-    else {
-        eprintln!("PostgreSQL or Redis not configured: multi-node call test skipped");
+    let Some(cluster) = crate::binary::Cluster::start(2, "the multi-node call test").await else {
         return;
     };
-    let schema = db.options.pg_schema.clone().unwrap();
-    let database_url = format!("{}?options%5Bsearch_path%5D={schema}", db.options.url);
-    let prefix = format!("palaver-test-{}", uuid::Uuid::new_v4().simple());
-    let dirs = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
-    let ports = [crate::binary::free_port(), crate::binary::free_port()];
-    let mut nodes = Vec::new();
-    for (i, dir) in dirs.iter().enumerate() {
-        let mut cmd = crate::binary::palaver(dir.path());
-        cmd.env("DATABASE_URL", &database_url)
-            .env("REDIS_URL", &redis_url)
-            .env("PALAVER_REDIS_PREFIX", &prefix)
-            .env("PALAVER_JWT_SECRET", crate::helpers::JWT_SECRET)
-            // Every node must hold the same keys, like the JWT secret.
-            .env("PALAVER_ENCRYPTION_KEYS", crate::helpers::TEST_KEY_1)
-            .env("PALAVER_NODE_ID", format!("node-{}", i + 1))
-            .env("PALAVER_RATE_REGISTER", "100/1m")
-            .env("PALAVER_LOG", "warn");
-        nodes.push(crate::binary::start(cmd, ports[i]).await);
-    }
-    let http = reqwest::Client::new();
-    let register = async |port: u16, email: &str, native: &str, learns: &str| -> (i64, String) {
-        let body: Value = http
-            .post(format!("http://127.0.0.1:{port}/api/v1/auth/register"))
-            .json(&json!({"email": email, "password": "password-123", "display_name": email,
-                          "native_languages": [native], "learning_languages": [{"code": learns, "level": "advanced"}]}))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        (body["user"]["id"].as_i64().unwrap(), body["access_token"].as_str().unwrap().to_owned())
+    let ports = cluster.ports.clone();
+    let http = cluster.http.clone();
+    let register = async |node: usize, email: &str, native: &str, learns: &str| {
+        let languages =
+            json!({"native_languages": [native], "learning_languages": [{"code": learns, "level": "advanced"}]});
+        cluster.register(node, email, languages).await
     };
-    let (ana, ana_token) = register(ports[0], "x-ana@example.org", "es", "de").await;
-    let (ben, ben_token) = register(ports[1], "x-ben@example.org", "de", "es").await;
+    let (ana, ana_token) = register(0, "x-ana@example.org", "es", "de").await;
+    let (ben, ben_token) = register(1, "x-ben@example.org", "de", "es").await;
     let mut a = Ws::connect_url(&format!("ws://127.0.0.1:{}/ws?token={ana_token}", ports[0])).await;
     let mut b = Ws::connect_url(&format!("ws://127.0.0.1:{}/ws?token={ben_token}", ports[1])).await;
     a.flush().await;
@@ -476,11 +448,8 @@ async fn a_match_and_its_call_cross_nodes() {
     assert_eq!(signal["data"]["payload"]["sdp"], "v=0 cross");
     assert_eq!(signal["data"]["from"], ana);
 
-    for node in nodes {
-        let (status, _) = crate::binary::terminate(node);
-        assert!(status.success());
-    }
-    db.cleanup().await;
+    let (redis_url, prefix) = (cluster.redis_url.clone(), cluster.prefix.clone());
+    cluster.stop().await;
     let client = redis::Client::open(redis_url).unwrap();
     let mut conn = client.get_multiplexed_async_connection().await.unwrap();
     for pattern in [format!("{prefix}:*"), format!("{{{prefix}:match}}*")] {

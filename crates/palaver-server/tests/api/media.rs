@@ -490,6 +490,15 @@ api_test! {
         assert_eq!(fetch(&app, &url, &[]).await.0, 404);
         assert_eq!(fetch(&app, media["url"].as_str().unwrap(), &[]).await.0, 200, "the owner still sees it");
 
+        // A deleted moment's media are gone for others too.
+        let shown = upload(&app, &ana, "s.png", "image/png", &png(20, 20)).await.expect(201);
+        let doomed = app.post("/api/v1/moments", Some(&ana.access_token),
+            json!({"content": "soon gone", "media_ids": [shown["id"]], "visibility": "public"})).await.expect(201);
+        let bobs = signer().url(shown["id"].as_i64().unwrap(), Variant::File, bob.id, now());
+        assert_eq!(fetch(&app, &bobs, &[]).await.0, 200);
+        app.delete(&format!("/api/v1/moments/{}", doomed["id"]), &ana.access_token).await.expect(204);
+        assert_eq!(fetch(&app, &bobs, &[]).await.0, 404);
+
         // A private moment's media are the author's alone.
         let other = upload(&app, &ana, "q.png", "image/png", &png(20, 20)).await.expect(201);
         app.post("/api/v1/moments", Some(&ana.access_token),
@@ -576,6 +585,49 @@ fn contains(haystack: &[u8], needle: &[u8]) -> bool {
     haystack.windows(needle.len()).any(|w| w == needle)
 }
 
+/// Where the database holds `needle`: on SQLite, which of its files (the
+/// WAL too) contain the bytes; on PostgreSQL, which tables of the test's
+/// schema have a row whose text form contains it (bytea columns print as
+/// hex, so the hex of the needle is looked for as well).
+async fn database_holds(app: &TestApp, needle: &str) -> Vec<String> {
+    if app.store.backend() == palaver_store::Backend::Sqlite {
+        let path = app.db_options.url.trim_start_matches("sqlite://").split('?').next().unwrap().to_owned();
+        let dir = std::path::Path::new(&path).parent().unwrap();
+        let files = all_bytes_under(dir);
+        assert!(!files.is_empty(), "no database files under {}", dir.display());
+        return files
+            .into_iter()
+            .filter(|(_, bytes)| contains(bytes, needle.as_bytes()))
+            .map(|(name, _)| name)
+            .collect();
+    }
+    use sqlx::Connection as _;
+    let schema = app.db_options.pg_schema.clone().expect("tests use a schema of their own");
+    let mut conn = sqlx::PgConnection::connect(&app.db_options.url).await.unwrap();
+    let tables: Vec<String> = sqlx::query_scalar(
+        "SELECT table_name::text FROM information_schema.tables WHERE table_schema = $1 AND table_type = 'BASE TABLE'",
+    )
+    .bind(&schema)
+    .fetch_all(&mut conn)
+    .await
+    .unwrap();
+    assert!(tables.len() > 10, "tables of {schema}: {tables:?}");
+    let hex: String = needle.bytes().map(|b| format!("{b:02x}")).collect();
+    let mut found = Vec::new();
+    for table in tables {
+        let sql = format!(
+            "SELECT count(*) FROM \"{schema}\".\"{table}\" t WHERE strpos(t::text, $1) > 0 OR strpos(t::text, $2) > 0"
+        );
+        let rows: i64 =
+            sqlx::query_scalar(sqlx::AssertSqlSafe(sql)).bind(needle).bind(&hex).fetch_one(&mut conn).await.unwrap();
+        if rows > 0 {
+            found.push(format!("{table} ({rows} rows)"));
+        }
+    }
+    let _ = conn.close().await;
+    found
+}
+
 api_test! {
     /// Neither the storage folder nor the database holds the plaintext of
     /// an upload or its file name; the server still serves them.
@@ -596,14 +648,8 @@ api_test! {
             assert!(!contains(bytes, b"IHDR"), "{name} holds a PNG header");
             assert!(!name.contains(marker), "{name} is named after the file");
         }
-        // The database: the SQLite files (with the WAL), or the rows.
-        if app.store.backend() == palaver_store::Backend::Sqlite {
-            let path = app.db_options.url.trim_start_matches("sqlite://").split('?').next().unwrap().to_owned();
-            let dir = std::path::Path::new(&path).parent().unwrap();
-            for (name, bytes) in all_bytes_under(dir) {
-                assert!(!contains(&bytes, marker.as_bytes()), "{name} holds the marker");
-            }
-        }
+        // The database: the SQLite files (with the WAL), or every table.
+        assert_eq!(database_holds(&app, marker).await, Vec::<String>::new(), "the database holds the marker");
         let row = app.store.media_by_id(media["id"].as_i64().unwrap()).await.unwrap().unwrap();
         assert!(!contains(row.filename.as_deref().unwrap(), marker.as_bytes()));
         assert!(row.key_id.is_some());
@@ -656,6 +702,36 @@ api_test! {
         // A collected id can no longer be attached.
         app.post("/api/v1/moments", Some(&ana.access_token),
             json!({"content": "x", "media_ids": [lone["id"]]})).await.expect_error(400, "validation_failed");
+    }
+}
+
+api_test! {
+    /// The server collects on its own schedule: with a short age limit, an
+    /// unattached upload disappears, one sent in a message stays.
+    async fn the_collector_runs_by_itself(app) {
+        let app = app
+            .restart_with(|c| {
+                c.media_gc_after = Duration::from_secs(5);
+                c.media_gc_interval = Duration::from_millis(200);
+            })
+            .await;
+        let ana = app.register("ana@example.org").await;
+        let ben = app.register("ben@example.org").await;
+        let room = private_room(&app, &ana, &ben).await;
+        let sent = upload(&app, &ana, "sent.png", "image/png", &png(30, 30)).await.expect(201);
+        app.post(&format!("/api/v1/chat/rooms/{room}/messages"), Some(&ana.access_token),
+            json!({"message_type": "image", "media_id": sent["id"]})).await.expect(201);
+        let lone = upload(&app, &ana, "lone.png", "image/png", &png(30, 30)).await.expect(201);
+        let lone_id = lone["id"].as_i64().unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        while app.store.media_by_id(lone_id).await.unwrap().is_some() {
+            assert!(std::time::Instant::now() < deadline, "upload {lone_id} was never collected");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert_eq!(fetch(&app, lone["url"].as_str().unwrap(), &[]).await.0, 404);
+        assert!(app.store.media_by_id(sent["id"].as_i64().unwrap()).await.unwrap().is_some());
+        assert_eq!(fetch(&app, sent["url"].as_str().unwrap(), &[]).await.0, 200);
+        app.stop().await;
     }
 }
 
@@ -751,18 +827,33 @@ api_test! {
         let contents: Vec<&str> = history["items"].as_array().unwrap().iter().filter_map(|m| m["content"].as_str()).collect();
         assert!(contents.contains(&format!("the code is {marker}").as_str()), "{history}");
 
+        // Ben was away: the messages became a notification, stored too.
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let body = app.get("/api/v1/notifications", &ben.access_token).await.expect(200);
+            let found = body["items"].as_array().unwrap().iter().find(|n| n["notification_type"] == "message" && n["data"]["seq"] == second["seq"]).cloned();
+            if let Some(n) = found {
+                assert!(!n.to_string().contains(marker), "no plaintext in the notification: {n}");
+                break;
+            }
+            assert!(std::time::Instant::now() < deadline, "no message notification: {body}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+
         let bodies = app.store.bodies_to_reseal("no-such-key", 0, 100).await.unwrap();
         assert!(bodies.len() >= 2);
         for b in &bodies {
             assert_eq!(b.body_key_id.as_deref(), Some("test1"));
             assert!(!contains(&b.body, marker.as_bytes()) && !contains(&b.body, b"second"), "row {} holds plaintext", b.id);
         }
-        if app.store.backend() == palaver_store::Backend::Sqlite {
-            let path = app.db_options.url.trim_start_matches("sqlite://").split('?').next().unwrap().to_owned();
-            for (name, bytes) in all_bytes_under(std::path::Path::new(&path).parent().unwrap()) {
-                assert!(!contains(&bytes, marker.as_bytes()), "{name} holds the marker");
-            }
-        }
+        // Nowhere in the database (files, or every table): not the body, not
+        // the edit, not a preview. What is not sealed is found there: a
+        // public moment's text, which shows the search can see plaintext.
+        let public = "PUBLIC-MOMENT-MARKER-51c0";
+        app.post("/api/v1/moments", Some(&ana.access_token), json!({"content": public, "visibility": "public"})).await.expect(201);
+        assert!(!database_holds(&app, public).await.is_empty(), "the search finds unsealed text");
+        assert_eq!(database_holds(&app, marker).await, Vec::<String>::new(), "the database holds the marker");
+        assert_eq!(database_holds(&app, "second message").await, Vec::<String>::new());
 
         // Swap: the first message's ciphertext stored in the second's row.
         let a = bodies.iter().find(|b| b.id == first["id"].as_i64().unwrap()).unwrap();
@@ -817,6 +908,27 @@ api_test! {
         let media_file = frame["media_file"].as_str().unwrap();
         assert!(media_file.contains(&format!("viewer={}", ben.id)), "{frame}");
         assert_eq!(fetch(&app, media_file, &[]).await.0, 200);
+        // Sending on that socket: `media_file` names Ben's own upload by the
+        // url the upload returned; without a type it is a `file` message.
+        legacy.send(json!({"type": "chat_message", "message": "mine", "message_type": "image",
+            "media_file": bens_photo["url"]})).await;
+        let mine = legacy.recv_where(|f| f["type"] == "chat_message" && f["content"] == "mine").await;
+        assert_eq!(mine["message_type"], "image");
+        assert!(mine["media_file"].as_str().unwrap().starts_with(&format!("/api/v1/media/{}/file?viewer={}", bens_photo["id"], ben.id)), "{mine}");
+        assert_eq!(fetch(&app, mine["media_file"].as_str().unwrap(), &[]).await.2, png(8, 8));
+        let native_mine = ws.event(&format!("chat:{room}"), "message").await;
+        assert_eq!((native_mine["data"]["id"].clone(), native_mine["data"]["media"]["id"].clone()), (mine["id"].clone(), bens_photo["id"].clone()));
+        legacy.send(json!({"type": "chat_message", "media_file": bens_photo["id"]})).await;
+        let untyped = legacy.recv_where(|f| f["type"] == "chat_message" && f["id"] != mine["id"]).await;
+        assert_eq!((untyped["message_type"].as_str(), untyped["content"].as_str()), (Some("file"), Some("")), "{untyped}");
+        ws.event(&format!("chat:{room}"), "message").await;
+        // Someone else's upload, or a name that is no upload: an error frame, nothing sent.
+        legacy.send(json!({"type": "chat_message", "message": "theirs", "message_type": "image", "media_file": photo["url"]})).await;
+        let refused = legacy.recv().await;
+        assert_eq!((refused["type"].as_str(), refused["code"].as_str()), (Some("error"), Some("validation_failed")), "{refused}");
+        legacy.send(json!({"type": "chat_message", "message": "x", "media_file": "cat.png"})).await;
+        let refused = legacy.recv().await;
+        assert_eq!((refused["type"].as_str(), refused["code"].as_str()), (Some("error"), Some("validation_failed")), "{refused}");
 
         let history = app.get(&format!("/api/v1/chat/rooms/{room}/messages"), &ben.access_token).await.expect(200);
         let item = history["items"].as_array().unwrap().iter().find(|m| m["id"] == sent["id"]).unwrap().clone();
@@ -838,6 +950,14 @@ api_test! {
         let mod_url = seen["media"]["url"].as_str().unwrap();
         assert!(mod_url.contains(&format!("viewer={}", modr.id)));
         assert_eq!(fetch(&app, mod_url, &[]).await.0, 200, "moderators see reported media");
+        // Nobody else outside the room reads it, and the moderator reads
+        // only what was reported: not the room, not its other media.
+        app.get(&path, &eve.access_token).await.expect_error(403, "forbidden");
+        for who in [&modr, &eve] {
+            app.get(&format!("/api/v1/chat/rooms/{room}/messages"), &who.access_token).await.expect_error(404, "not_found");
+        }
+        let mods_voice = signer().url(voice["id"].as_i64().unwrap(), Variant::File, modr.id, now());
+        assert_eq!(fetch(&app, &mods_voice, &[]).await.0, 404, "an unreported voice note");
 
         // Ben leaves: his links stop working.
         app.delete(&format!("/api/v1/chat/rooms/{room}/participants/{}", ben.id), &ben.access_token).await.expect(204);

@@ -41,7 +41,12 @@ struct Socket {
 
 impl Socket {
     async fn connect(app: &TestApp, path: &str, token: &str) -> Socket {
-        let (ws, _) = connect_async(format!("ws://{}{}?token={}", app.addr, path, token)).await.unwrap();
+        Self::connect_to(&app.addr.to_string(), path, token).await
+    }
+
+    /// Connects to the server at `addr` (`host:port`).
+    async fn connect_to(addr: &str, path: &str, token: &str) -> Socket {
+        let (ws, _) = connect_async(format!("ws://{addr}{path}?token={token}")).await.unwrap();
         let (mut sink, mut stream) = ws.split();
         let (out, mut rx) = mpsc::unbounded_channel::<Message>();
         let (frames, _) = broadcast::channel(4096);
@@ -224,7 +229,12 @@ api_test! {
         let topic = format!("voice:{room}");
         assert!(me["media"]["udp"].as_str().unwrap().starts_with("127.0.0.1:"));
         assert_eq!(me["media"]["publish"]["audio"], true);
-        assert_eq!(me["media"]["audio"]["codec"], "opus");
+        // The audio policy is the calls' one: capture constraints and Opus parameters.
+        assert_eq!(me["media"]["audio"]["echoCancellation"], true);
+        assert_eq!(me["media"]["opus"]["fmtp"], "useinbandfec=1;usedtx=1;maxaveragebitrate=32000;stereo=0");
+        assert_eq!(me["media"]["audio_level_extension"], "urn:ietf:params:rtp-hdrext:ssrc-audio-level");
+        let call = app.post("/api/v1/calls", Some(&host.access_token), json!({"receiver_id": a.id, "call_type": "voice"})).await.expect(201);
+        assert_eq!((&me["media"]["audio"], &me["media"]["opus"]), (&call["media"]["audio"], &call["media"]["opus"]));
         assert!(me["media"]["ice_servers"].is_array());
         assert_eq!(app.post(&format!("{base}/join"), Some(&a.access_token), json!({})).await.expect(200)["me"]["role"], "speaker");
         let joined = next_event(&mut events, &topic, "participant_joined", WAIT).await.unwrap();
@@ -355,8 +365,14 @@ async fn connect(app: &TestApp, room: i64, user: TestUser, options: ClientOption
     let joined =
         app.post(&format!("/api/v1/voice-rooms/{room}/join"), Some(&user.access_token), json!({})).await.expect(200);
     assert!(joined["media"]["udp"].is_string());
+    connect_media(&app.addr.to_string(), room, user, options).await
+}
+
+/// Connects media for a seated participant, signaling over `/ws` of the
+/// server at `addr` (which need not be the node hosting the room).
+async fn connect_media(addr: &str, room: i64, user: TestUser, options: ClientOptions) -> (Peer, Value) {
     let client = SfuClient::spawn(ClientOptions { audio_rate: 50, ..options }).await.unwrap();
-    let ws = Socket::connect(app, "/ws", &user.access_token).await;
+    let ws = Socket::connect_to(addr, "/ws", &user.access_token).await;
     let mut signals = ws.watch();
     let (first_answer, mut answered) = mpsc::unbounded_channel::<Value>();
     {
@@ -482,12 +498,13 @@ api_test! {
         let mut seen = a_ws.watch();
         let b_ws = Socket::connect(&app, &path, &b.access_token).await;
         let mut b_seen = b_ws.watch();
-        let joined = next_frame(&mut seen, WAIT, |f| f["type"] == "participant_joined" && f["user"] == b.email.as_str()).await;
-        assert_eq!(joined.unwrap()["participant_count"], 2);
+        // Members are named by display name and id, never by email.
+        let joined = next_frame(&mut seen, WAIT, |f| f["type"] == "participant_joined" && f["user_id"] == b.id).await.unwrap();
+        assert_eq!((joined["user"].as_str(), joined["participant_count"].as_i64()), (Some("b"), Some(2)));
 
         b_ws.send(json!({"type": "mute_toggle", "is_muted": true}));
         let muted = next_frame(&mut seen, WAIT, |f| f["type"] == "mute_toggle").await.unwrap();
-        assert_eq!((muted["user"].as_str(), muted["is_muted"].as_bool()), (Some(b.email.as_str()), Some(true)));
+        assert_eq!((muted["user"].as_str(), muted["user_id"].as_i64(), muted["is_muted"].as_bool()), (Some("b"), Some(b.id), Some(true)));
 
         b_ws.send(json!({"type": "audio_data", "audio_data": "AAAA"}));
         let err = next_frame(&mut b_seen, WAIT, |f| f["type"] == "error").await.unwrap();
@@ -504,6 +521,276 @@ api_test! {
 
         b_ws.send(json!({"type": "leave_room"}));
         let left = next_frame(&mut seen, WAIT, |f| f["type"] == "participant_left").await.unwrap();
-        assert_eq!((left["user"].as_str(), left["participant_count"].as_i64()), (Some(b.email.as_str()), Some(1)));
+        assert_eq!((left["user"].as_str(), left["participant_count"].as_i64()), (Some("b"), Some(1)));
+    }
+}
+
+/// Every frame a receiver got so far, as sent (re-serialized JSON).
+fn drain_texts(rx: &mut broadcast::Receiver<Value>) -> Vec<String> {
+    let mut texts = Vec::new();
+    loop {
+        match rx.try_recv() {
+            Ok(frame) => texts.push(frame.to_string()),
+            Err(broadcast::error::TryRecvError::Lagged(_)) => continue,
+            Err(_) => return texts,
+        }
+    }
+}
+
+api_test! {
+    /// Emails are private: whatever another user does in a voice room, a
+    /// chat room or a call, no frame the host receives (native `/ws`, the
+    /// original design's `/ws/voice-room/` and `/ws/chat/`) carries the
+    /// other user's email; they are named by display name and id.
+    async fn room_frames_never_carry_emails(app) {
+        let host = app.register("priv-host@private.example").await;
+        let guest = app.register("priv-guest@private.example").await;
+        let room = create_room(&app, &host, room_body("t", "beginner", 10)).await;
+        let base = format!("/api/v1/voice-rooms/{room}");
+        let topic = format!("voice:{room}");
+        app.post(&format!("{base}/join"), Some(&host.access_token), json!({})).await.expect(200);
+        let native = observe(&app, &host, room).await;
+        let legacy = Socket::connect(&app, &format!("/ws/voice-room/{room}/"), &host.access_token).await;
+        let (mut native_all, mut legacy_all) = (native.watch(), legacy.watch());
+        let (mut events, mut legacy_events) = (native.watch(), legacy.watch());
+
+        // The guest joins, mutes, steps down, raises a hand and leaves.
+        app.post(&format!("{base}/join"), Some(&guest.access_token), json!({})).await.expect(200);
+        let joined = next_event(&mut events, &topic, "participant_joined", WAIT).await.unwrap();
+        assert_eq!((joined["user_id"].as_i64(), joined["display_name"].as_str()), (Some(guest.id), Some("priv-guest")));
+        let legacy_joined = next_frame(&mut legacy_events, WAIT, |f| f["type"] == "participant_joined" && f["user_id"] == guest.id).await.unwrap();
+        assert_eq!(legacy_joined["user"], "priv-guest");
+        let mute = format!("{base}/participants/{}/mute", guest.id);
+        app.post(&mute, Some(&guest.access_token), json!({"muted": true})).await.expect(200);
+        let muted = next_event(&mut events, &topic, "mute_changed", WAIT).await.unwrap();
+        assert_eq!(muted["display_name"], "priv-guest");
+        next_frame(&mut legacy_events, WAIT, |f| f["type"] == "mute_toggle" && f["user"] == "priv-guest").await.unwrap();
+        let role = format!("{base}/participants/{}/role", guest.id);
+        app.post(&role, Some(&guest.access_token), json!({"role": "listener"})).await.expect(200);
+        next_event(&mut events, &topic, "role_changed", WAIT).await.unwrap();
+        app.post(&format!("{base}/hand"), Some(&guest.access_token), json!({"raised": true})).await.expect(200);
+        next_event(&mut events, &topic, "hand_raised", WAIT).await.unwrap();
+        app.post(&format!("{base}/leave"), Some(&guest.access_token), json!({})).await.expect(204);
+        let left = next_event(&mut events, &topic, "participant_left", WAIT).await.unwrap();
+        assert_eq!(left["display_name"], "priv-guest");
+        next_frame(&mut legacy_events, WAIT, |f| f["type"] == "participant_left" && f["user"] == "priv-guest").await.unwrap();
+
+        // A chat room: the guest writes and types; the host reads the
+        // original design's chat socket.
+        let chat = app
+            .post("/api/v1/chat/rooms", Some(&host.access_token), json!({"room_type": "group", "participant_ids": [guest.id], "name": "g"}))
+            .await
+            .expect(201)["id"]
+            .as_i64()
+            .unwrap();
+        let chat_legacy = Socket::connect(&app, &format!("/ws/chat/{chat}/"), &host.access_token).await;
+        let mut chat_all = chat_legacy.watch();
+        let mut chat_frames = chat_legacy.watch();
+        let guest_ws = Socket::connect(&app, "/ws", &guest.access_token).await;
+        let ack = guest_ws.request(json!({"op": "subscribe", "topic": format!("chat:{chat}")})).await;
+        assert_eq!(ack["op"], "ack", "{ack}");
+        guest_ws.send(json!({"op": "typing", "topic": format!("chat:{chat}"), "is_typing": true}));
+        let typing = next_frame(&mut chat_frames, WAIT, |f| f["type"] == "typing").await.unwrap();
+        assert_eq!((typing["user"].as_str(), typing["user_id"].as_i64()), (Some("priv-guest"), Some(guest.id)));
+        app.post(&format!("/api/v1/chat/rooms/{chat}/messages"), Some(&guest.access_token),
+                 json!({"content": "hola", "message_type": "text", "client_msg_id": "priv-1"})).await.expect(201);
+        let message = next_frame(&mut chat_frames, WAIT, |f| f["type"] == "chat_message" && f["content"] == "hola").await.unwrap();
+        assert_eq!((message["sender"].as_str(), message["sender_id"].as_i64()), (Some("priv-guest"), Some(guest.id)));
+
+        // A call from the guest rings on the host's native socket.
+        app.post("/api/v1/calls", Some(&guest.access_token), json!({"receiver_id": host.id, "call_type": "voice"}))
+            .await
+            .expect(201);
+        next_frame(&mut events, WAIT, |f| f["type"] == "call_incoming").await.unwrap();
+
+        let frames: Vec<String> =
+            [&mut native_all, &mut legacy_all, &mut chat_all].into_iter().flat_map(drain_texts).collect();
+        assert!(frames.len() >= 12, "the host saw the guest's doings: {frames:?}");
+        for frame in &frames {
+            assert!(!frame.contains(&guest.email) && !frame.contains("@private.example"), "an email reached another user: {frame}");
+        }
+    }
+}
+
+/// A server process of a two-node cluster.
+struct Node {
+    port: u16,
+    http: reqwest::Client,
+}
+
+impl Node {
+    fn addr(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    async fn call(&self, method: reqwest::Method, path: &str, token: &str, body: Value) -> (u16, Value) {
+        let resp = self
+            .http
+            .request(method, format!("http://{}/api/v1{path}", self.addr()))
+            .bearer_auth(token)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        let status = resp.status().as_u16();
+        (status, resp.json().await.unwrap_or(Value::Null))
+    }
+
+    async fn post(&self, path: &str, token: &str, body: Value) -> Value {
+        let (status, body) = self.call(reqwest::Method::POST, path, token, body).await;
+        assert!((200..300).contains(&status), "POST {path} on :{}: {status} {body}", self.port);
+        body
+    }
+
+    async fn register(&self, email: &str) -> TestUser {
+        let password = "password-123".to_owned();
+        let body: Value = self
+            .http
+            .post(format!("http://{}/api/v1/auth/register", self.addr()))
+            .json(&json!({"email": email, "password": password, "display_name": email.split('@').next()}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        TestUser {
+            id: body["user"]["id"].as_i64().unwrap(),
+            email: email.to_owned(),
+            password,
+            access_token: body["access_token"].as_str().unwrap().to_owned(),
+            refresh_token: body["refresh_token"].as_str().unwrap().to_owned(),
+        }
+    }
+
+    /// A counter from the node's `/metrics`.
+    async fn metric(&self, name: &str) -> f64 {
+        let text = self.http.get(format!("http://{}/metrics", self.addr())).send().await.unwrap().text().await.unwrap();
+        text.lines()
+            .filter(|l| l.starts_with(name) && l[name.len()..].starts_with([' ', '{']))
+            .filter_map(|l| l.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok()))
+            .sum()
+    }
+}
+
+/// Two server processes on one PostgreSQL and one Redis. A room's media
+/// lives on the node that hosts it (node 1); a participant whose REST calls
+/// and WebSocket go to node 2 is told node 1's media address, signals
+/// through node 2 (which forwards to node 1 and relays the answers), and
+/// real WebRTC audio flows both ways through node 1's SFU. A mute made on
+/// node 2 is enforced by node 1's SFU, and node 1's errors come back
+/// through node 2. When node 1 dies, its lease lapses and node 2 hosts the
+/// room: a new media session connects there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_room_hosted_on_one_node_is_heard_through_another() {
+    let (Some(db), Some(redis_url)) = (palaver_store::testing::postgres().await.unwrap(), crate::helpers::redis_url())
+    else {
+        eprintln!("PostgreSQL or Redis not configured: multi-node voice test skipped");
+        return;
+    };
+    let schema = db.options.pg_schema.clone().unwrap();
+    let database_url = format!("{}?options%5Bsearch_path%5D={schema}", db.options.url);
+    let prefix = format!("palaver-test-{}", uuid::Uuid::new_v4().simple());
+    let dirs = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
+    let ports = [crate::binary::free_port(), crate::binary::free_port()];
+    let mut processes = Vec::new();
+    for (i, dir) in dirs.iter().enumerate() {
+        let mut cmd = crate::binary::palaver(dir.path());
+        cmd.env("DATABASE_URL", &database_url)
+            .env("REDIS_URL", &redis_url)
+            .env("PALAVER_REDIS_PREFIX", &prefix)
+            .env("PALAVER_JWT_SECRET", crate::helpers::JWT_SECRET)
+            .env("PALAVER_ENCRYPTION_KEYS", crate::helpers::TEST_KEY_1)
+            .env("PALAVER_NODE_ID", format!("node-{}", i + 1))
+            .env("PALAVER_RATE_REGISTER", "100/1m")
+            .env("PALAVER_VOICE_HOST_TTL", "2s")
+            .env("PALAVER_LOG", "warn");
+        processes.push(crate::binary::start(cmd, ports[i]).await);
+    }
+    let http = reqwest::Client::builder().timeout(Duration::from_secs(20)).build().unwrap();
+    let [one, two] = ports.map(|port| Node { port, http: http.clone() });
+
+    let ana = one.register("ana@nodes.org").await;
+    let ben = two.register("ben@nodes.org").await;
+    let room = one
+        .post("/voice-rooms", &ana.access_token, json!({"name": "N", "topic": "t", "difficulty_level": "beginner"}))
+        .await["id"]
+        .as_i64()
+        .unwrap();
+    // Ana joins on node 1, which hosts the room; Ben joins on node 2 and is
+    // told node 1's media address.
+    let ana_join = one.post(&format!("/voice-rooms/{room}/join"), &ana.access_token, json!({})).await;
+    assert_eq!(ana_join["media"]["node"], "node-1");
+    let udp_one = ana_join["media"]["udp"].as_str().unwrap().to_owned();
+    let ben_join = two.post(&format!("/voice-rooms/{room}/join"), &ben.access_token, json!({})).await;
+    assert_eq!(
+        (ben_join["media"]["node"].as_str(), ben_join["media"]["udp"].as_str()),
+        (Some("node-1"), Some(udp_one.as_str()))
+    );
+    assert_eq!(ben_join["room"]["media_node"], "node-1");
+
+    // Media: Ana signals through node 1, Ben through node 2; both publish.
+    let both = ClientOptions { audio: true, ..ClientOptions::default() };
+    let (a, _) = connect_media(&one.addr(), room, ana.clone(), both).await;
+    let (b, answer) = connect_media(&two.addr(), room, ben.clone(), both).await;
+    assert!(
+        answer["sdp"].as_str().unwrap().contains(udp_one.split(':').next_back().unwrap()),
+        "node 1's SFU answered Ben"
+    );
+    a.client.set_audio_level(Some(-20));
+    b.client.set_audio_level(Some(-20));
+    until("Ben (signaling on node 2) hears Ana", || b.client.received(ana.id, "audio") > 25).await;
+    until("Ana hears Ben", || a.client.received(ben.id, "audio") > 25).await;
+
+    // Node 1's errors reach Ben through node 2.
+    let bad = b
+        .ws
+        .request(json!({"op": "signal", "room_id": room, "kind": "ice_candidate", "payload": {"candidate": "candidate:nonsense"}}))
+        .await;
+    assert_eq!((bad["op"].as_str(), bad["code"].as_str()), (Some("error"), Some("validation_failed")), "{bad}");
+
+    // Ana mutes herself through node 2: node 1's SFU stops forwarding her.
+    let refused = one.metric("palaver_sfu_refused_packets_total").await;
+    two.post(&format!("/voice-rooms/{room}/participants/{}/mute", ana.id), &ana.access_token, json!({"muted": true}))
+        .await;
+    let deadline = Instant::now() + WAIT;
+    while one.metric("palaver_sfu_refused_packets_total").await < refused + 25.0 {
+        assert!(Instant::now() < deadline, "node 1 never refused the muted speaker's packets");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let heard = b.client.received(ana.id, "audio");
+    let mark = a.client.received(ben.id, "audio");
+    until("another second of Ben at Ana", || a.client.received(ben.id, "audio") > mark + 50).await;
+    assert!(b.client.received(ana.id, "audio") <= heard + 3, "a muted speaker is not forwarded");
+
+    // Node 1 dies: its lease lapses and node 2 takes the room over.
+    let mut node1 = processes.remove(0);
+    node1.kill().unwrap();
+    node1.wait().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let rejoined = loop {
+        let (status, body) =
+            two.call(reqwest::Method::POST, &format!("/voice-rooms/{room}/join"), &ben.access_token, json!({})).await;
+        assert_eq!(status, 200, "{body}");
+        if body["media"]["node"] == "node-2" {
+            break body;
+        }
+        assert!(Instant::now() < deadline, "the room was never re-hosted: {body}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_ne!(rejoined["media"]["udp"].as_str(), Some(udp_one.as_str()));
+    assert_eq!(rejoined["room"]["media_node"], "node-2");
+    let (again, _) = connect_media(&two.addr(), room, ben.clone(), both).await;
+    assert!(again.client.connected());
+    drop((a, b));
+
+    let (status, _) = crate::binary::terminate(processes.remove(0));
+    assert!(status.success());
+    db.cleanup().await;
+    let client = redis::Client::open(redis_url).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let keys: Vec<String> = redis::cmd("KEYS").arg(format!("{prefix}:*")).query_async(&mut conn).await.unwrap();
+    if !keys.is_empty() {
+        let _: () = redis::cmd("DEL").arg(&keys).query_async(&mut conn).await.unwrap();
     }
 }

@@ -686,49 +686,18 @@ ws_test! {
 /// other within 15 s (presence TTL 10 s, heartbeats every 3.3 s).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_nodes_share_presence_and_events() {
-    let (Some(db), Some(redis_url)) = (palaver_store::testing::postgres().await.unwrap(), crate::helpers::redis_url())
-    else {
-        eprintln!("PostgreSQL or Redis not configured: multi-node test skipped");
+    let Some(mut cluster) = crate::binary::Cluster::start(2, "the multi-node test").await else {
         return;
     };
-    let schema = db.options.pg_schema.clone().unwrap();
-    let database_url = format!("{}?options%5Bsearch_path%5D={schema}", db.options.url);
-    let prefix = format!("palaver-test-{}", uuid::Uuid::new_v4().simple());
-    let dirs = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
-    let ports = [crate::binary::free_port(), crate::binary::free_port()];
-    let mut nodes = Vec::new();
-    for (i, dir) in dirs.iter().enumerate() {
-        let mut cmd = crate::binary::palaver(dir.path());
-        cmd.env("DATABASE_URL", &database_url)
-            .env("REDIS_URL", &redis_url)
-            .env("PALAVER_REDIS_PREFIX", &prefix)
-            .env("PALAVER_JWT_SECRET", crate::helpers::JWT_SECRET)
-            // Every node must hold the same keys, like the JWT secret.
-            .env("PALAVER_ENCRYPTION_KEYS", crate::helpers::TEST_KEY_1)
-            .env("PALAVER_NODE_ID", format!("node-{}", i + 1))
-            .env("PALAVER_RATE_REGISTER", "100/1m")
-            .env("PALAVER_LOG", "warn");
-        nodes.push(crate::binary::start(cmd, ports[i]).await);
-    }
-    let http = reqwest::Client::new();
-    let register = async |port: u16, email: &str| -> (i64, String) {
-        let body: Value = http
-            .post(format!("http://127.0.0.1:{port}/api/v1/auth/register"))
-            .json(&json!({"email": email, "password": "password-123", "display_name": email}))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        (body["user"]["id"].as_i64().unwrap(), body["access_token"].as_str().unwrap().to_owned())
-    };
+    let ports = cluster.ports.clone();
+    let http = cluster.http.clone();
+    let register = async |node: usize, email: &str| cluster.register(node, email, json!({})).await;
     let connect = async |port: u16, token: &str| -> Ws {
         let (inner, _) = connect_async(format!("ws://127.0.0.1:{port}/ws?token={token}")).await.unwrap();
         Ws { inner, next_ref: 0 }
     };
-    let (ana, ana_token) = register(ports[0], "ana@example.org").await;
-    let (_ben, ben_token) = register(ports[1], "ben@example.org").await;
+    let (ana, ana_token) = register(0, "ana@example.org").await;
+    let (_ben, ben_token) = register(1, "ben@example.org").await;
 
     // Ben on node 2 watches Ana's presence; Ana connects to node 1.
     let mut b = connect(ports[1], &ben_token).await;
@@ -773,7 +742,7 @@ async fn two_nodes_share_presence_and_events() {
     assert_eq!((again["seq"].as_i64(), again["duplicate"].as_bool()), (ack["seq"].as_i64(), Some(true)));
 
     // Node 1 dies without a word: Ana goes offline on node 2 within 15 s.
-    let mut node1 = nodes.remove(0);
+    let mut node1 = cluster.nodes.remove(0);
     node1.kill().unwrap();
     let killed = std::time::Instant::now();
     node1.wait().unwrap();
@@ -784,9 +753,8 @@ async fn two_nodes_share_presence_and_events() {
     assert!(took < Duration::from_secs(15), "offline after {took:?}");
     assert!(offline["data"]["last_seen"].is_string());
 
-    let (status, _) = crate::binary::terminate(nodes.remove(0));
-    assert!(status.success());
-    db.cleanup().await;
+    let (redis_url, prefix) = (cluster.redis_url.clone(), cluster.prefix.clone());
+    cluster.stop().await;
     let client = redis::Client::open(redis_url).unwrap();
     let mut conn = client.get_multiplexed_async_connection().await.unwrap();
     let keys: Vec<String> = redis::cmd("KEYS").arg(format!("{prefix}:*")).query_async(&mut conn).await.unwrap();

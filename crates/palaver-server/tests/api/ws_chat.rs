@@ -222,10 +222,11 @@ ws_test! {
         let last = head(&app, &ana, room).await;
         assert_eq!(texts, (11..=60).map(|i| format!("old {i}")).collect::<Vec<_>>(), "the last 50, oldest first");
         let m = &recent[0];
-        for key in ["id", "sender", "content", "message_type", "created_at", "media_file"] {
+        for key in ["id", "sender", "sender_id", "content", "message_type", "created_at", "media_file"] {
             assert!(m.get(key).is_some(), "{key} in {m}");
         }
-        assert_eq!((m["sender"].as_str(), m["message_type"].as_str()), (Some("ana@example.org"), Some("text")));
+        // The sender by display name and id: emails are private.
+        assert_eq!((m["sender"].as_str(), m["sender_id"].as_i64(), m["message_type"].as_str()), (Some("ana"), Some(ana.id), Some("text")));
         assert!(m["media_file"].is_null());
 
         // Ben speaks the original protocol; Ana on /ws sees a message event.
@@ -235,11 +236,11 @@ ws_test! {
         let event = native.event(&topic, "message").await;
         assert_eq!((event["data"]["content"].as_str(), event["seq"].as_i64()), (Some("hi"), Some(last + 1)));
         let echo = legacy.recv().await;
-        assert_eq!((echo["content"].as_str(), echo["sender"].as_str()), (Some("hi"), Some("ben@example.org")));
+        assert_eq!((echo["content"].as_str(), echo["sender"].as_str()), (Some("hi"), Some("ben")));
         assert_eq!(echo["id"], event["data"]["id"]);
 
         native.send(json!({"op": "typing", "topic": topic, "is_typing": true})).await;
-        assert_eq!(legacy.recv().await, json!({"type": "typing", "user": "ana@example.org", "is_typing": true}));
+        assert_eq!(legacy.recv().await, json!({"type": "typing", "user": "ana", "user_id": ana.id, "is_typing": true}));
         legacy.send(json!({"type": "typing", "is_typing": true})).await;
         assert_eq!(native.event(&topic, "typing").await["data"]["user_id"], ben.id);
 

@@ -150,6 +150,26 @@ macro_rules! impl_voice_store {
                 rows.into_iter().map(TryInto::try_into).collect()
             }
 
+            async fn set_voice_media(
+                &self,
+                room: palaver_core::Id,
+                node: &str,
+                media_addr: &str,
+                now: palaver_core::time::Timestamp,
+            ) -> $crate::Result<bool> {
+                let done = sqlx::query(
+                    "UPDATE voice_rooms SET media_node = $2, media_addr = $3, updated_at = $4 \
+                     WHERE id = $1 AND is_active",
+                )
+                .bind(room)
+                .bind(node)
+                .bind(media_addr)
+                .bind(now)
+                .execute(self.writer())
+                .await?;
+                Ok(done.rows_affected() > 0)
+            }
+
             async fn close_voice_room(
                 &self,
                 id: palaver_core::Id,

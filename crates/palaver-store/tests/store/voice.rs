@@ -49,6 +49,13 @@ conformance! {
         assert_eq!((speakers, listeners, full), (10, 15, 5));
         assert_eq!(assert_counts(&*store, room.id).await, (25, 10));
         assert_eq!(store.voice_room(room.id).await.unwrap().unwrap().media_node.as_deref(), Some("node-a"));
+        // Another node takes the media over (node-a died); a closed room keeps none.
+        assert!(store.set_voice_media(room.id, "node-b", "127.0.0.1:2", now()).await.unwrap());
+        let moved = store.voice_room(room.id).await.unwrap().unwrap();
+        assert_eq!((moved.media_node.as_deref(), moved.media_addr.as_deref()), (Some("node-b"), Some("127.0.0.1:2")));
+        store.close_voice_room(room.id, now()).await.unwrap();
+        assert!(!store.set_voice_media(room.id, "node-c", "127.0.0.1:3", now()).await.unwrap());
+        assert_eq!(store.voice_room(room.id).await.unwrap().unwrap().media_node, None);
     }
 }
 
