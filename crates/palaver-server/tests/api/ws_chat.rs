@@ -240,7 +240,7 @@ ws_test! {
         assert_eq!(echo["id"], event["data"]["id"]);
 
         native.send(json!({"op": "typing", "topic": topic, "is_typing": true})).await;
-        assert_eq!(legacy.recv().await, json!({"type": "typing", "user": "ana", "user_id": ana.id, "is_typing": true}));
+        assert_eq!(legacy.recv().await, json!({"type": "typing", "user": ana.email, "user_id": ana.id, "is_typing": true}));
         legacy.send(json!({"type": "typing", "is_typing": true})).await;
         assert_eq!(native.event(&topic, "typing").await["data"]["user_id"], ben.id);
 
