@@ -282,6 +282,11 @@ impl Cluster {
     /// Starts `n` nodes (`node-1`, `node-2`, …), or says why not and
     /// returns `None` when PostgreSQL or Redis is not configured.
     pub async fn start(n: usize, test: &str) -> Option<Cluster> {
+        Self::start_with(n, test, &[]).await
+    }
+
+    /// [`Cluster::start`] with extra settings for every node.
+    pub async fn start_with(n: usize, test: &str, settings: &[(&str, &str)]) -> Option<Cluster> {
         let (Some(db), Some(redis_url)) =
             (palaver_store::testing::postgres().await.unwrap(), crate::helpers::redis_url())
         else {
@@ -304,7 +309,8 @@ impl Cluster {
                 .env("PALAVER_ENCRYPTION_KEYS", crate::helpers::TEST_KEY_1)
                 .env("PALAVER_NODE_ID", format!("node-{}", i + 1))
                 .env("PALAVER_RATE_REGISTER", "100/1m")
-                .env("PALAVER_LOG", "warn");
+                .env("PALAVER_LOG", "warn")
+                .envs(settings.iter().copied());
             nodes.push(start(cmd, ports[i]).await);
         }
         Some(Cluster { db, redis_url, prefix, ports, nodes, http: reqwest::Client::new(), _dirs: dirs })
@@ -327,13 +333,21 @@ impl Cluster {
         (created["user"]["id"].as_i64().unwrap(), created["access_token"].as_str().unwrap().to_owned())
     }
 
-    /// Stops the nodes still running (each must exit cleanly) and drops the
-    /// schema.
+    /// Stops the nodes still running (each must exit cleanly), drops the
+    /// schema and deletes the cluster's Redis keys (every key names the
+    /// prefix, some inside a `{…}` hash tag).
     pub async fn stop(self) {
         for node in self.nodes {
             let (status, _) = terminate(node);
             assert!(status.success());
         }
         self.db.cleanup().await;
+        let client = redis::Client::open(self.redis_url).unwrap();
+        let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+        let pattern = format!("*{}*", self.prefix);
+        let keys: Vec<String> = redis::cmd("KEYS").arg(pattern).query_async(&mut conn).await.unwrap();
+        if !keys.is_empty() {
+            let _: () = redis::cmd("DEL").arg(&keys).query_async(&mut conn).await.unwrap();
+        }
     }
 }

@@ -448,14 +448,5 @@ async fn a_match_and_its_call_cross_nodes() {
     assert_eq!(signal["data"]["payload"]["sdp"], "v=0 cross");
     assert_eq!(signal["data"]["from"], ana);
 
-    let (redis_url, prefix) = (cluster.redis_url.clone(), cluster.prefix.clone());
     cluster.stop().await;
-    let client = redis::Client::open(redis_url).unwrap();
-    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
-    for pattern in [format!("{prefix}:*"), format!("{{{prefix}:match}}*")] {
-        let keys: Vec<String> = redis::cmd("KEYS").arg(pattern).query_async(&mut conn).await.unwrap();
-        if !keys.is_empty() {
-            let _: () = redis::cmd("DEL").arg(&keys).query_async(&mut conn).await.unwrap();
-        }
-    }
 }

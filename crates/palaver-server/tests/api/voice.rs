@@ -686,30 +686,11 @@ impl Node {
 /// room: a new media session connects there.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_room_hosted_on_one_node_is_heard_through_another() {
-    let (Some(db), Some(redis_url)) = (palaver_store::testing::postgres().await.unwrap(), crate::helpers::redis_url())
-    else {
-        eprintln!("PostgreSQL or Redis not configured: multi-node voice test skipped");
+    let settings = [("PALAVER_VOICE_HOST_TTL", "2s")];
+    let Some(mut cluster) = crate::binary::Cluster::start_with(2, "the multi-node voice test", &settings).await else {
         return;
     };
-    let schema = db.options.pg_schema.clone().unwrap();
-    let database_url = format!("{}?options%5Bsearch_path%5D={schema}", db.options.url);
-    let prefix = format!("palaver-test-{}", uuid::Uuid::new_v4().simple());
-    let dirs = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
-    let ports = [crate::binary::free_port(), crate::binary::free_port()];
-    let mut processes = Vec::new();
-    for (i, dir) in dirs.iter().enumerate() {
-        let mut cmd = crate::binary::palaver(dir.path());
-        cmd.env("DATABASE_URL", &database_url)
-            .env("REDIS_URL", &redis_url)
-            .env("PALAVER_REDIS_PREFIX", &prefix)
-            .env("PALAVER_JWT_SECRET", crate::helpers::JWT_SECRET)
-            .env("PALAVER_ENCRYPTION_KEYS", crate::helpers::TEST_KEY_1)
-            .env("PALAVER_NODE_ID", format!("node-{}", i + 1))
-            .env("PALAVER_RATE_REGISTER", "100/1m")
-            .env("PALAVER_VOICE_HOST_TTL", "2s")
-            .env("PALAVER_LOG", "warn");
-        processes.push(crate::binary::start(cmd, ports[i]).await);
-    }
+    let ports = [cluster.ports[0], cluster.ports[1]];
     let http = reqwest::Client::builder().timeout(Duration::from_secs(20)).build().unwrap();
     let [one, two] = ports.map(|port| Node { port, http: http.clone() });
 
@@ -767,7 +748,7 @@ async fn a_room_hosted_on_one_node_is_heard_through_another() {
     assert!(b.client.received(ana.id, "audio") <= heard + 3, "a muted speaker is not forwarded");
 
     // Node 1 dies: its lease lapses and node 2 takes the room over.
-    let mut node1 = processes.remove(0);
+    let mut node1 = cluster.nodes.remove(0);
     node1.kill().unwrap();
     node1.wait().unwrap();
     let deadline = Instant::now() + Duration::from_secs(20);
@@ -787,13 +768,5 @@ async fn a_room_hosted_on_one_node_is_heard_through_another() {
     assert!(again.client.connected());
     drop((a, b));
 
-    let (status, _) = crate::binary::terminate(processes.remove(0));
-    assert!(status.success());
-    db.cleanup().await;
-    let client = redis::Client::open(redis_url).unwrap();
-    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
-    let keys: Vec<String> = redis::cmd("KEYS").arg(format!("{prefix}:*")).query_async(&mut conn).await.unwrap();
-    if !keys.is_empty() {
-        let _: () = redis::cmd("DEL").arg(&keys).query_async(&mut conn).await.unwrap();
-    }
+    cluster.stop().await;
 }

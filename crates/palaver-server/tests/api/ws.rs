@@ -753,14 +753,7 @@ async fn two_nodes_share_presence_and_events() {
     assert!(took < Duration::from_secs(15), "offline after {took:?}");
     assert!(offline["data"]["last_seen"].is_string());
 
-    let (redis_url, prefix) = (cluster.redis_url.clone(), cluster.prefix.clone());
     cluster.stop().await;
-    let client = redis::Client::open(redis_url).unwrap();
-    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
-    let keys: Vec<String> = redis::cmd("KEYS").arg(format!("{prefix}:*")).query_async(&mut conn).await.unwrap();
-    if !keys.is_empty() {
-        let _: () = redis::cmd("DEL").arg(&keys).query_async(&mut conn).await.unwrap();
-    }
 }
 
 /// An op that answers the connection's cluster-wide key.
