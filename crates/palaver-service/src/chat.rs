@@ -34,6 +34,7 @@ use serde_json::json;
 use utoipa::ToSchema;
 
 use crate::auth::Principal;
+use crate::chat_writer::MessageWriter;
 use crate::events::{DomainEvent, EventBus};
 use crate::pagination::{DEFAULT_LIMIT, MAX_LIMIT, Page};
 use crate::ratelimit::{RateLimiter, RateSpec};
@@ -277,6 +278,9 @@ pub struct ChatService {
     rates: ChatRates,
     codec: BodyCodec,
     urls: Option<palaver_crypto::MediaUrls>,
+    /// Group commit of sends; started by the first send (it needs the
+    /// runtime).
+    writer: std::sync::OnceLock<MessageWriter>,
 }
 
 impl std::fmt::Debug for ChatService {
@@ -295,7 +299,16 @@ impl ChatService {
         limiter: Arc<dyn RateLimiter>,
         rates: ChatRates,
     ) -> Self {
-        Self { store, events, realtime, limiter, rates, codec: BodyCodec::default(), urls: None }
+        Self {
+            store,
+            events,
+            realtime,
+            limiter,
+            rates,
+            codec: BodyCodec::default(),
+            urls: None,
+            writer: std::sync::OnceLock::new(),
+        }
     }
 
     /// Signs the URLs of media in messages (without it, `media.url` stays
@@ -851,9 +864,11 @@ impl ChatService {
         Ok(())
     }
 
-    /// Sends a message: stored with the room's next seq, then published and
-    /// notified. A retry with the same `client_msg_id` returns the original
-    /// (`duplicate`), stores and publishes nothing.
+    /// Sends a message: stored with the room's next seq (in one
+    /// transaction with whatever other sends are waiting: group commit,
+    /// see `chat_writer.rs`), then published and notified. A retry with the
+    /// same `client_msg_id` returns the original (`duplicate`), stores and
+    /// publishes nothing.
     pub async fn send(&self, who: &Principal, room: Id, m: SendMessage) -> Result<Sent> {
         active(who)?;
         let content = self.check_message(who, room, &m).await?;
@@ -870,7 +885,8 @@ impl ChatService {
             shared_moment_id: None,
             now: now(),
         };
-        let result = self.store.send_message(&new).await?;
+        let writer = self.writer.get_or_init(|| MessageWriter::start(self.store.clone()));
+        let result = writer.send(new).await?;
         self.sent(who, room, result).await
     }
 

@@ -525,6 +525,16 @@ pub trait ChatStore: Send + Sync {
     /// Stores a message with the room's next seq, or finds the one a retry
     /// repeats.
     async fn send_message(&self, message: &NewMessage) -> Result<SendResult>;
+    /// Group commit: stores `batch` (messages of any rooms) in one
+    /// transaction, each message with its room's next seq in batch order,
+    /// and returns each message's own result, in batch order, once that
+    /// transaction has committed. Each message is decided as
+    /// [`ChatStore::send_message`] would: a refused one or a retry (of a
+    /// stored message, or of a key earlier in the batch) does not stop the
+    /// others; if the transaction cannot commit at all (a reference deleted
+    /// meanwhile, a lost connection), each message is sent on its own, so
+    /// only the one at fault fails.
+    async fn send_messages(&self, batch: &[NewMessage]) -> Vec<Result<SendResult>>;
     /// [`ChatStore::send_message`], counting a share of `moment` (which
     /// must be active and public, else NotFound and nothing stored) in the
     /// same transaction.

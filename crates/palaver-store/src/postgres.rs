@@ -74,3 +74,261 @@ impl Store for PgStore {
 type Db = sqlx::Postgres;
 
 crate::sql::impl_all_stores!(PgStore);
+
+/// Group commit on PostgreSQL: a batch of messages (any rooms) stored with
+/// a fixed number of statements, whatever its size (each statement is a
+/// round trip here; on SQLite they are function calls, so `sqlite.rs` loops).
+/// See `sql/chat.rs`, "Group commit".
+mod batch {
+    use std::collections::HashMap;
+
+    use palaver_core::time::Timestamp;
+    use palaver_core::{Id, UserId};
+
+    use super::PgStore;
+    use crate::chat_model::MessageRow;
+    use crate::{NewMessage, Result, SendResult, StoreError, StoredMessage};
+
+    /// What the batch found out about one message before storing it.
+    enum Fate {
+        Refused(SendResult),
+        Duplicate(Id),
+        Store { seq: i64, body: Vec<u8>, body_key_id: Option<String> },
+    }
+
+    impl PgStore {
+        /// Stores `batch` in one transaction; the results in batch order.
+        /// Keys repeated within the batch were removed by the caller.
+        pub(crate) async fn send_batch(&self, batch: &[&NewMessage]) -> Result<Vec<SendResult>> {
+            let mut tx = self.writer().begin().await?;
+            // 1. The rooms' rows, locked in id order (so two batches, here
+            //    or on another node, never wait on each other in a cycle).
+            //    Every other write of a message takes its room's row too.
+            let mut room_ids: Vec<Id> = batch.iter().map(|m| m.room_id).collect();
+            room_ids.sort_unstable();
+            room_ids.dedup();
+            let locked: Vec<(Id, i64)> = sqlx::query_as(
+                "SELECT id, last_seq FROM chat_rooms WHERE id = ANY($1) AND is_active ORDER BY id FOR UPDATE",
+            )
+            .bind(&room_ids)
+            .fetch_all(&mut *tx)
+            .await?;
+            let mut last_seq: HashMap<Id, i64> = locked.into_iter().collect();
+
+            // 2. With the rows held (this statement's snapshot sees every
+            //    membership change committed before; later ones wait, as
+            //    they write the room's seq): who may send, and retries.
+            let index: Vec<i32> = (0..batch.len()).map(|i| i32::try_from(i).unwrap_or(i32::MAX)).collect();
+            let rooms: Vec<Id> = batch.iter().map(|m| m.room_id).collect();
+            let senders: Vec<UserId> = batch.iter().map(|m| m.sender.id).collect();
+            let keys: Vec<Option<&str>> = batch.iter().map(|m| m.client_msg_id.as_deref()).collect();
+            let checks: Vec<(i32, bool, bool, Option<Id>)> = sqlx::query_as(
+                "SELECT t.i, \
+                   EXISTS (SELECT 1 FROM chat_participants s WHERE s.room_id = t.room_id AND s.user_id = t.sender_id), \
+                   EXISTS (SELECT 1 FROM chat_rooms r JOIN chat_participants o ON o.room_id = r.id JOIN blocks b \
+                     ON (b.blocker_id = o.user_id AND b.blocked_id = t.sender_id) \
+                     OR (b.blocker_id = t.sender_id AND b.blocked_id = o.user_id) \
+                     WHERE r.id = t.room_id AND r.room_type = 'private' AND o.user_id <> t.sender_id), \
+                   (SELECT m.id FROM messages m WHERE m.room_id = t.room_id AND m.sender_id = t.sender_id \
+                     AND m.client_msg_id = t.key) \
+                 FROM unnest($1::int4[], $2::int8[], $3::int8[], $4::text[]) AS t(i, room_id, sender_id, key)",
+            )
+            .bind(&index)
+            .bind(&rooms)
+            .bind(&senders)
+            .bind(&keys)
+            .fetch_all(&mut *tx)
+            .await?;
+            let mut found: Vec<Option<(bool, bool, Option<Id>)>> = vec![None; batch.len()];
+            for (i, member, blocked, original) in checks {
+                if let Some(slot) = usize::try_from(i).ok().and_then(|i| found.get_mut(i)) {
+                    *slot = Some((member, blocked, original));
+                }
+            }
+
+            // 3. Seqs, in batch order per room, and the bodies sealed to them.
+            let mut fates = Vec::with_capacity(batch.len());
+            for (m, check) in batch.iter().zip(found) {
+                let (member, blocked, original) =
+                    check.ok_or_else(|| StoreError::Corrupt("a batch check is missing".into()))?;
+                let fate = match last_seq.get_mut(&m.room_id) {
+                    Some(_) if !member => Fate::Refused(SendResult::NotParticipant),
+                    Some(_) if blocked => Fate::Refused(SendResult::Blocked),
+                    Some(_) if original.is_some() => Fate::Duplicate(original.unwrap_or_default()),
+                    Some(last) => {
+                        *last += 1;
+                        let (body, body_key_id) = m.sealer.seal(m.room_id, *last, &m.body)?;
+                        Fate::Store { seq: *last, body, body_key_id }
+                    }
+                    None => Fate::Refused(SendResult::NotParticipant),
+                };
+                fates.push(fate);
+            }
+
+            // 4. The rooms' new heads, the messages, the senders'
+            //    watermarks and attached media: one statement each.
+            let mut heads: HashMap<Id, (i64, Timestamp)> = HashMap::new();
+            let mut watermarks: HashMap<(Id, UserId), i64> = HashMap::new();
+            let mut media: HashMap<Id, Timestamp> = HashMap::new();
+            let mut cols = InsertColumns::default();
+            for (m, fate) in batch.iter().zip(&fates) {
+                let Fate::Store { seq, body, body_key_id } = fate else { continue };
+                heads.insert(m.room_id, (*seq, m.now));
+                let mark = watermarks.entry((m.room_id, m.sender.id)).or_insert(*seq);
+                *mark = (*mark).max(*seq);
+                if let Some(id) = m.media_id {
+                    media.entry(id).or_insert(m.now);
+                }
+                cols.push(m, *seq, body, body_key_id.as_deref());
+            }
+            let mut ids: HashMap<(Id, i64), Id> = HashMap::new();
+            if !cols.room.is_empty() {
+                let (head_ids, (head_seqs, head_at)): (Vec<Id>, (Vec<i64>, Vec<Timestamp>)) = heads.into_iter().unzip();
+                sqlx::query(
+                    "UPDATE chat_rooms r SET last_seq = h.last_seq, last_message_at = h.at, updated_at = h.at \
+                     FROM unnest($1::int8[], $2::int8[], $3::timestamptz[]) AS h(id, last_seq, at) WHERE r.id = h.id",
+                )
+                .bind(&head_ids)
+                .bind(&head_seqs)
+                .bind(&head_at)
+                .execute(&mut *tx)
+                .await?;
+                let inserted: Vec<(Id, Id, i64)> = sqlx::query_as(
+                    "INSERT INTO messages (room_id, sender_id, seq, client_msg_id, message_type, body, body_key_id, \
+                     media_id, reply_to_id, shared_moment_id, created_at, updated_at) \
+                     SELECT room_id, sender_id, seq, key, message_type, body, body_key_id, media_id, reply_to_id, \
+                       shared_moment_id, at, at \
+                     FROM unnest($1::int8[], $2::int8[], $3::int8[], $4::text[], $5::text[], $6::bytea[], $7::text[], \
+                       $8::int8[], $9::int8[], $10::int8[], $11::timestamptz[]) \
+                       AS t(room_id, sender_id, seq, key, message_type, body, body_key_id, media_id, reply_to_id, \
+                       shared_moment_id, at) \
+                     RETURNING id, room_id, seq",
+                )
+                .bind(&cols.room)
+                .bind(&cols.sender)
+                .bind(&cols.seq)
+                .bind(&cols.key)
+                .bind(&cols.message_type)
+                .bind(&cols.body)
+                .bind(&cols.body_key_id)
+                .bind(&cols.media)
+                .bind(&cols.reply_to)
+                .bind(&cols.shared_moment)
+                .bind(&cols.at)
+                .fetch_all(&mut *tx)
+                .await?;
+                ids.extend(inserted.into_iter().map(|(id, room, seq)| ((room, seq), id)));
+                let (marks, seqs): (Vec<(Id, UserId)>, Vec<i64>) = watermarks.into_iter().unzip();
+                let (mark_rooms, mark_users): (Vec<Id>, Vec<UserId>) = marks.into_iter().unzip();
+                sqlx::query(
+                    "UPDATE chat_participants p SET last_read_seq = w.seq \
+                     FROM unnest($1::int8[], $2::int8[], $3::int8[]) AS w(room_id, user_id, seq) \
+                     WHERE p.room_id = w.room_id AND p.user_id = w.user_id AND p.last_read_seq < w.seq",
+                )
+                .bind(&mark_rooms)
+                .bind(&mark_users)
+                .bind(&seqs)
+                .execute(&mut *tx)
+                .await?;
+                if !media.is_empty() {
+                    // Attached media is kept by the upload clean-up.
+                    let (media_ids, media_at): (Vec<Id>, Vec<Timestamp>) = media.into_iter().unzip();
+                    sqlx::query(
+                        "UPDATE media SET attached_at = a.at FROM unnest($1::int8[], $2::timestamptz[]) AS a(id, at) \
+                         WHERE media.id = a.id AND media.attached_at IS NULL",
+                    )
+                    .bind(&media_ids)
+                    .bind(&media_at)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+            }
+
+            // 5. The originals of retries.
+            let originals: Vec<Id> =
+                fates.iter().filter_map(|f| if let Fate::Duplicate(id) = f { Some(*id) } else { None }).collect();
+            let originals: HashMap<Id, StoredMessage> = if originals.is_empty() {
+                HashMap::new()
+            } else {
+                let rows: Vec<MessageRow> = sqlx::query_as(concat!(
+                    "SELECT ",
+                    crate::sql::chat::message_cols!(),
+                    " FROM messages m JOIN users su ON su.id = m.sender_id WHERE m.id = ANY($1)"
+                ))
+                .bind(&originals)
+                .fetch_all(&mut *tx)
+                .await?;
+                rows.into_iter().map(|r| StoredMessage::try_from(r).map(|m| (m.id, m))).collect::<Result<_>>()?
+            };
+            tx.commit().await?;
+
+            batch
+                .iter()
+                .zip(fates)
+                .map(|(m, fate)| match fate {
+                    Fate::Refused(result) => Ok(result),
+                    Fate::Duplicate(id) => originals
+                        .get(&id)
+                        .cloned()
+                        .map(SendResult::Duplicate)
+                        .ok_or_else(|| StoreError::Corrupt(format!("the original message {id} vanished"))),
+                    Fate::Store { seq, body, body_key_id } => {
+                        let id = ids
+                            .get(&(m.room_id, seq))
+                            .copied()
+                            .ok_or_else(|| StoreError::Corrupt("a batched insert returned no id".into()))?;
+                        Ok(SendResult::Sent(StoredMessage {
+                            id,
+                            room_id: m.room_id,
+                            seq,
+                            sender: m.sender.clone(),
+                            client_msg_id: m.client_msg_id.clone(),
+                            message_type: m.message_type,
+                            body,
+                            body_key_id,
+                            media_id: m.media_id,
+                            reply_to: m.reply_to,
+                            shared_moment_id: m.shared_moment_id,
+                            is_edited: false,
+                            is_deleted: false,
+                            created_at: m.now,
+                            updated_at: m.now,
+                        }))
+                    }
+                })
+                .collect()
+        }
+    }
+
+    /// The columns of the batch insert, one array each.
+    #[derive(Default)]
+    struct InsertColumns {
+        room: Vec<Id>,
+        sender: Vec<UserId>,
+        seq: Vec<i64>,
+        key: Vec<Option<String>>,
+        message_type: Vec<&'static str>,
+        body: Vec<Vec<u8>>,
+        body_key_id: Vec<Option<String>>,
+        media: Vec<Option<Id>>,
+        reply_to: Vec<Option<Id>>,
+        shared_moment: Vec<Option<Id>>,
+        at: Vec<Timestamp>,
+    }
+
+    impl InsertColumns {
+        fn push(&mut self, m: &NewMessage, seq: i64, body: &[u8], body_key_id: Option<&str>) {
+            self.room.push(m.room_id);
+            self.sender.push(m.sender.id);
+            self.seq.push(seq);
+            self.key.push(m.client_msg_id.clone());
+            self.message_type.push(m.message_type.as_str());
+            self.body.push(body.to_vec());
+            self.body_key_id.push(body_key_id.map(str::to_owned));
+            self.media.push(m.media_id);
+            self.reply_to.push(m.reply_to);
+            self.shared_moment.push(m.shared_moment_id);
+            self.at.push(m.now);
+        }
+    }
+}

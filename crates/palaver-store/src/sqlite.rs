@@ -54,6 +54,13 @@ impl SqliteStore {
     pub(crate) fn writer(&self) -> &SqlitePool {
         &self.writer
     }
+
+    /// Group commit (`ChatStore::send_messages`): one statement after
+    /// another in one transaction, since SQLite's statements are function
+    /// calls here, not round trips.
+    pub(crate) async fn send_batch(&self, batch: &[&crate::NewMessage]) -> Result<Vec<crate::SendResult>> {
+        self.send_batch_looped(batch).await
+    }
 }
 
 #[async_trait]

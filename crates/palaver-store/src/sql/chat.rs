@@ -16,6 +16,21 @@
 //! Membership changes (join, leave, removal, rename) store their system
 //! message in the same transaction, so the announcement and the change are
 //! never seen apart.
+//!
+//! Group commit (`send_messages`): the chat service queues concurrent sends
+//! and stores them in batches, one transaction each. On SQLite the batch
+//! runs `insert_message` for each message in turn (statements are function
+//! calls there); a retry's key found by the insert gives its seq back with
+//! `last_seq - 1` (the room is this transaction's, so that seq was the
+//! last taken). On PostgreSQL (`postgres.rs`) a batch is a fixed number of
+//! statements whatever its size: lock the batch's rooms `FOR UPDATE` in id
+//! order (so batches never deadlock each other), then, seeing everything
+//! committed before the locks, check every sender's membership and blocks
+//! and look up retried keys in one query; seqs are numbered in Rust from
+//! the locked heads, bodies sealed to them, and the heads, the messages
+//! (`unnest` arrays), the watermarks and attached media written with one
+//! statement each. A message the batch cannot store fails the transaction,
+//! and then each message is sent on its own, so only that one fails.
 
 /// Columns of a message as `MessageRow` reads them. Needs
 /// `messages m JOIN users su ON su.id = m.sender_id`.
@@ -187,6 +202,7 @@ macro_rules! impl_chat_store {
             /// The original of a retried send.
             async fn original_message(
                 &self,
+                conn: impl sqlx::Executor<'_, Database = Db>,
                 m: &$crate::NewMessage,
             ) -> $crate::Result<Option<$crate::StoredMessage>> {
                 let row: Option<$crate::chat_model::MessageRow> = sqlx::query_as(concat!(
@@ -198,21 +214,25 @@ macro_rules! impl_chat_store {
                 .bind(m.room_id)
                 .bind(m.sender.id)
                 .bind(m.client_msg_id.as_deref())
-                .fetch_optional(self.writer())
+                .fetch_optional(conn)
                 .await?;
                 row.map(TryInto::try_into).transpose()
             }
 
             /// Why a send was refused: blocked (a participant of an active
             /// room) or not a participant.
-            async fn refusal(&self, m: &$crate::NewMessage) -> $crate::Result<$crate::SendResult> {
+            async fn refusal(
+                &self,
+                conn: impl sqlx::Executor<'_, Database = Db>,
+                m: &$crate::NewMessage,
+            ) -> $crate::Result<$crate::SendResult> {
                 let member: Option<bool> = sqlx::query_scalar(
                     "SELECT r.is_active FROM chat_rooms r JOIN chat_participants p \
                      ON p.room_id = r.id AND p.user_id = $2 WHERE r.id = $1",
                 )
                 .bind(m.room_id)
                 .bind(m.sender.id)
-                .fetch_optional(self.writer())
+                .fetch_optional(conn)
                 .await?;
                 Ok(if member == Some(true) { $crate::SendResult::Blocked } else { $crate::SendResult::NotParticipant })
             }
@@ -272,9 +292,9 @@ macro_rules! impl_chat_store {
                         created_at: m.now,
                         updated_at: m.now,
                     })),
-                    Ok(None) => self.refusal(m).await,
+                    Ok(None) => self.refusal(self.writer(), m).await,
                     Err($crate::StoreError::Conflict(what)) if m.client_msg_id.is_some() => {
-                        match self.original_message(m).await? {
+                        match self.original_message(self.writer(), m).await? {
                             Some(original) => Ok($crate::SendResult::Duplicate(original)),
                             None => Err($crate::StoreError::Conflict(what)),
                         }
@@ -311,7 +331,7 @@ macro_rules! impl_chat_store {
                     }
                     Inserted::Conflict => {
                         tx.rollback().await?;
-                        match self.original_message(m).await? {
+                        match self.original_message(self.writer(), m).await? {
                             Some(original) => Ok($crate::SendResult::Duplicate(original)),
                             // The conflicting row vanished (its room was
                             // deleted meanwhile).
@@ -320,9 +340,42 @@ macro_rules! impl_chat_store {
                     }
                     Inserted::Refused => {
                         tx.rollback().await?;
-                        self.refusal(m).await
+                        self.refusal(self.writer(), m).await
                     }
                 }
+            }
+
+            /// [`ChatStore::send_messages`] one message at a time, in one
+            /// transaction (see `sql/chat.rs`, "Group commit"). A retry's key
+            /// found by the insert gives its seq back: the room's row is this
+            /// transaction's (the only writer on SQLite; locked on
+            /// PostgreSQL) and its last seq is the one just taken.
+            #[allow(dead_code)]
+            pub(crate) async fn send_batch_looped(
+                &self,
+                batch: &[&$crate::NewMessage],
+            ) -> $crate::Result<Vec<$crate::SendResult>> {
+                let mut tx = self.writer().begin().await?;
+                let mut out = Vec::with_capacity(batch.len());
+                for m in batch {
+                    let result = match insert_message(&mut tx, m).await? {
+                        Inserted::Stored(stored) => $crate::SendResult::Sent(stored),
+                        Inserted::Conflict => {
+                            sqlx::query("UPDATE chat_rooms SET last_seq = last_seq - 1 WHERE id = $1")
+                                .bind(m.room_id)
+                                .execute(&mut *tx)
+                                .await?;
+                            match self.original_message(&mut *tx, m).await? {
+                                Some(original) => $crate::SendResult::Duplicate(original),
+                                None => $crate::SendResult::NotParticipant,
+                            }
+                        }
+                        Inserted::Refused => self.refusal(&mut *tx, m).await?,
+                    };
+                    out.push(result);
+                }
+                tx.commit().await?;
+                Ok(out)
             }
 
             /// Participants of `rooms`, grouped by room, in joining order.
@@ -663,6 +716,66 @@ macro_rules! impl_chat_store {
 
             async fn send_message(&self, message: &$crate::NewMessage) -> $crate::Result<$crate::SendResult> {
                 self.send(message, None).await
+            }
+
+            async fn send_messages(&self, batch: &[$crate::NewMessage]) -> Vec<$crate::Result<$crate::SendResult>> {
+                // A key repeated within the batch: only its first message
+                // is stored; the others get what the first got.
+                let mut first: std::collections::HashMap<(palaver_core::Id, palaver_core::UserId, &str), usize> =
+                    std::collections::HashMap::new();
+                let mut repeat_of = vec![None; batch.len()];
+                let mut unique = Vec::with_capacity(batch.len());
+                for (i, m) in batch.iter().enumerate() {
+                    if let Some(key) = m.client_msg_id.as_deref() {
+                        match first.entry((m.room_id, m.sender.id, key)) {
+                            std::collections::hash_map::Entry::Occupied(e) => {
+                                repeat_of[i] = Some(*e.get());
+                                continue;
+                            }
+                            std::collections::hash_map::Entry::Vacant(e) => {
+                                e.insert(i);
+                            }
+                        }
+                    }
+                    unique.push(i);
+                }
+                let messages: Vec<&$crate::NewMessage> = unique.iter().map(|&i| &batch[i]).collect();
+                let mut results: Vec<Option<$crate::Result<$crate::SendResult>>> =
+                    (0..batch.len()).map(|_| None).collect();
+                match self.send_batch(&messages).await {
+                    Ok(done) if done.len() == messages.len() => {
+                        for (&i, result) in unique.iter().zip(done) {
+                            results[i] = Some(Ok(result));
+                        }
+                    }
+                    outcome => {
+                        // One message the batch cannot store (a reference
+                        // deleted meanwhile, a deadlock with another node)
+                        // must not fail the others: each is sent on its own.
+                        if let Err(e) = outcome {
+                            tracing::warn!(error = %e, size = messages.len(), "a message batch failed; sending one by one");
+                        }
+                        for &i in &unique {
+                            results[i] = Some(self.send(&batch[i], None).await);
+                        }
+                    }
+                }
+                for (i, f) in repeat_of.iter().enumerate() {
+                    let Some(f) = *f else { continue };
+                    let repeated = match &results[f] {
+                        Some(Ok($crate::SendResult::Sent(m) | $crate::SendResult::Duplicate(m))) => {
+                            Ok($crate::SendResult::Duplicate(m.clone()))
+                        }
+                        Some(Ok(other)) => Ok(other.clone()),
+                        // The first failed: this one tries on its own.
+                        _ => self.send(&batch[i], None).await,
+                    };
+                    results[i] = Some(repeated);
+                }
+                results
+                    .into_iter()
+                    .map(|r| r.unwrap_or_else(|| Err($crate::StoreError::Corrupt("a batched message has no result".into()))))
+                    .collect()
             }
 
             async fn share_moment_to_chat(

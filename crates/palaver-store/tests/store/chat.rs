@@ -493,3 +493,117 @@ conformance! {
         );
     }
 }
+
+conformance! {
+    /// A batch (group commit) decides each message on its own: stored ones
+    /// take their rooms' next seqs in batch order, a retry of a stored key
+    /// and a key repeated within the batch get the original, a non-member
+    /// and a blocked sender are refused, and a message the insert rejects
+    /// (an upload that does not exist) fails alone.
+    async fn batches_decide_each_message_on_its_own(store) {
+        let ana = user(&*store, "ana@example.org").await;
+        let ben = user(&*store, "ben@example.org").await;
+        let eve = user(&*store, "eve@example.org").await;
+        let room = group(&*store, &ana, &[&ben]).await;
+        let (private, _) = store.create_private_room(ana.id, eve.id, now()).await.unwrap();
+        let (other, _) = store.create_private_room(ben.id, eve.id, now()).await.unwrap();
+        let earlier = send(&*store, NewMessage { client_msg_id: Some("old".into()), ..text(room, &ben, "earlier") }).await;
+        assert_eq!(earlier.seq, 2);
+        store.set_block(eve.id, ana.id, LikeOp::Set, now()).await.unwrap();
+
+        let keyed = |sender: &User, room: i64, key: &str, body: &str| NewMessage {
+            client_msg_id: Some(key.into()),
+            ..text(room, sender, body)
+        };
+        let batch = vec![
+            keyed(&ana, room, "a-1", "first"),
+            text(room, &eve, "let me in"),
+            keyed(&ana, room, "a-1", "first, again"),
+            keyed(&ben, room, "old", "earlier, retried"),
+            text(other, &eve, "hi ben"),
+            text(private, &ana, "hello?"),
+            NewMessage { message_type: MessageType::Image, media_id: Some(999_999), ..text(room, &ben, "") },
+            text(room, &ben, "second"),
+            text(other, &ben, "hi eve"),
+        ];
+        let results = store.send_messages(&batch).await;
+        assert_eq!(results.len(), batch.len());
+        let sent = |i: usize| match &results[i] {
+            Ok(SendResult::Sent(m)) => m.clone(),
+            other => panic!("message {i} not sent: {other:?}"),
+        };
+        let first = sent(0);
+        assert_eq!((first.room_id, first.seq, first.body.as_slice()), (room, 3, b"first".as_slice()));
+        assert_eq!(results[1].as_ref().unwrap(), &SendResult::NotParticipant);
+        assert_eq!(results[2].as_ref().unwrap(), &SendResult::Duplicate(first.clone()));
+        match results[3].as_ref().unwrap() {
+            SendResult::Duplicate(original) => assert_eq!((original.id, original.seq), (earlier.id, 2)),
+            other => panic!("expected the earlier message: {other:?}"),
+        }
+        assert_eq!(sent(4).seq, 1);
+        assert_eq!(results[5].as_ref().unwrap(), &SendResult::Blocked);
+        assert!(results[6].is_err(), "an upload that does not exist: {:?}", results[6]);
+        assert_eq!(sent(7).seq, 4);
+        assert_eq!(sent(8).seq, 2);
+
+        let all = store.messages(room, range(None, None, 100)).await.unwrap();
+        assert_eq!(seqs(&all), vec![1, 2, 3, 4]);
+        assert_eq!(all[2].id, first.id);
+        assert_eq!(seqs(&store.messages(other, range(None, None, 100)).await.unwrap()), vec![1, 2]);
+        assert!(store.messages(private, range(None, None, 100)).await.unwrap().is_empty());
+        // The senders' watermarks moved to their newest message.
+        let rooms = store.rooms_for(ben.id, None, 10).await.unwrap();
+        let seen = rooms.iter().find(|r| r.id == room).unwrap();
+        assert_eq!((seen.last_seq, seen.last_read_seq), (4, 4));
+        // The head moved only as far as the stored messages.
+        assert_eq!(send(&*store, text(room, &ana, "after")).await.seq, 5);
+    }
+}
+
+conformance! {
+    /// Concurrent batches over shared rooms (with every message sent twice,
+    /// the second time as a retry in another batch): each room's seqs are
+    /// 1..n exactly once, one message per key.
+    async fn concurrent_batches_have_no_gaps_or_repeats(store) {
+        let ana = user(&*store, "ana@example.org").await;
+        let ben = user(&*store, "ben@example.org").await;
+        let rooms = [group(&*store, &ana, &[&ben]).await, group(&*store, &ben, &[&ana]).await];
+        let mut tasks = Vec::new();
+        for t in 0..4 {
+            let store = store.clone();
+            let (ana, ben) = (ana.clone(), ben.clone());
+            tasks.push(tokio::spawn(async move {
+                let mut sent = 0;
+                for b in 0..10 {
+                    let batch: Vec<NewMessage> = (0..10)
+                        .map(|k| {
+                            let sender = if k % 2 == 0 { &ana } else { &ben };
+                            // Each batch repeats the keys of the one before.
+                            let key = format!("{t}-{}-{}", b - b % 2, k);
+                            NewMessage { client_msg_id: Some(key), ..text(rooms[k % 2], sender, "x") }
+                        })
+                        .collect();
+                    for result in store.send_messages(&batch).await {
+                        match result.unwrap() {
+                            SendResult::Sent(_) => sent += 1,
+                            SendResult::Duplicate(_) => {}
+                            other => panic!("{other:?}"),
+                        }
+                    }
+                }
+                sent
+            }));
+        }
+        let mut sent = 0;
+        for task in tasks {
+            sent += task.await.unwrap();
+        }
+        assert_eq!(sent, 4 * 5 * 10);
+        for room in rooms {
+            let all = store.messages(room, range(Some(0), None, 1000)).await.unwrap();
+            assert_eq!(seqs(&all), (1..=101).collect::<Vec<_>>(), "the group's first message, then 100");
+            let keys: HashSet<_> = all.iter().filter_map(|m| m.client_msg_id.clone()).collect();
+            assert_eq!(keys.len(), 100);
+        }
+    }
+}
