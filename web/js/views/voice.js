@@ -57,13 +57,19 @@ async function createRoom() {
     const topic = h('input', { type: 'text', maxlength: 100 });
     const description = h('textarea', { rows: 2, maxlength: 500 });
     const level = h('select', {}, LEVELS.slice(1).map(([v, l]) => h('option', { value: v }, l)));
+    // Seats for speakers, the host's included; who joins when they are
+    // taken listens until the host invites them. Empty: the server's default.
+    const seats = h('input', { type: 'number', min: 1, step: 1, inputmode: 'numeric' });
     return h('form', {
       class: 'stack',
       onsubmit: (e) => {
         e.preventDefault();
-        close({ name: name.value.trim(), topic: topic.value.trim(), description: description.value.trim(), difficulty_level: level.value });
+        const values = { name: name.value.trim(), topic: topic.value.trim(), description: description.value.trim(), difficulty_level: level.value };
+        if (seats.value) values.max_speakers = Number(seats.value);
+        close(values);
       },
     }, field('Name', name).field, field('Topic', topic).field, field('Description', description).field, field('Level', level).field,
+    field('Speaker seats', seats).field,
     h('div', { class: 'row end' },
       h('button', { type: 'button', class: 'btn', onclick: () => close(undefined) }, 'Cancel'),
       h('button', { type: 'submit', class: 'btn btn-primary' }, 'Create')));
@@ -90,6 +96,7 @@ function roomView(id) {
   const leave = h('button', { type: 'button', class: 'btn btn-danger' }, icon('hangup'), 'Leave');
   let pc = null;
   let local = null;
+  let own = null; // a listener's audio transceiver, to speak on once invited
   let policy = {};
   let left = false;
   let heartbeat = null;
@@ -146,7 +153,8 @@ function roomView(id) {
         if (known) drawPerson({ ...known, role: d.role });
         if (d.user_id === me.id) {
           mute.disabled = d.role === 'listener';
-          if (d.role !== 'listener') renegotiate();
+          hand.hidden = d.role !== 'listener';
+          if (d.role !== 'listener') speak();
         }
         break;
       case 'room_closed':
@@ -197,6 +205,26 @@ function roomView(id) {
     await sendSignal('offer', offer);
   };
 
+  // Invited to speak: a listener joined without a microphone, so it takes
+  // it now and sends it on its receive-only transceiver, then offers again.
+  const speak = async () => {
+    if (!pc) return;
+    try {
+      if (!local) {
+        local = await rtcMedia.getMedia(policy);
+        const [track] = local.getAudioTracks();
+        if (own && track) {
+          await own.sender.replaceTrack(track);
+          own.sender.setStreams(local);
+          own.direction = 'sendrecv';
+        }
+      }
+      await renegotiate();
+    } catch (err) {
+      toast(`Cannot use the microphone: ${err.message || err.code}`, { kind: 'error' });
+    }
+  };
+
   const join = async () => {
     let joined;
     try {
@@ -234,7 +262,7 @@ function roomView(id) {
         local = await rtcMedia.getMedia(policy);
         for (const t of local.getAudioTracks()) pc.addTrack(t, local);
       } else {
-        pc.addTransceiver('audio', { direction: 'recvonly' });
+        own = pc.addTransceiver('audio', { direction: 'recvonly' });
       }
       await renegotiate();
     } catch (err) {
