@@ -274,6 +274,9 @@ test('a voice room with three browsers: speakers are heard by the others through
   await eventually(() => muteButton(bob).isDisabled(), { what: "Bob's Mute to be disabled" });
   await hearsNothingFrom(ana, bob);
   await hearsNothingFrom(cleo, bob);
+  // And his page lets go of the microphone: nothing live is sent any more.
+  await eventually(() => bob.page.evaluate(() => (window.__pcs || []).every((pc) =>
+    pc.getSenders().every((s) => !s.track || s.track.readyState === 'ended'))), { what: "Bob's microphone released" });
 
   // Invited now, Cleo's audio reaches both others.
   await seat(ana, cleo).getByRole('button', { name: 'Invite to speak' }).click();

@@ -96,7 +96,7 @@ function roomView(id) {
   const leave = h('button', { type: 'button', class: 'btn btn-danger' }, icon('hangup'), 'Leave');
   let pc = null;
   let local = null;
-  let own = null; // a listener's audio transceiver, to speak on once invited
+  let own = null; // the audio transceiver: sends while speaking, receive-only as a listener
   let policy = {};
   let left = false;
   let heartbeat = null;
@@ -155,6 +155,7 @@ function roomView(id) {
           mute.disabled = d.role === 'listener';
           hand.hidden = d.role !== 'listener';
           if (d.role !== 'listener') speak();
+          else quiet();
         }
         break;
       case 'room_closed':
@@ -225,6 +226,23 @@ function roomView(id) {
     }
   };
 
+  // Moved back to the listeners: release the microphone (the server would
+  // drop its packets anyway) and stop sending on the transceiver.
+  const quiet = async () => {
+    if (!pc || !local) return;
+    for (const t of local.getTracks()) t.stop();
+    local = null;
+    try {
+      if (own) {
+        await own.sender.replaceTrack(null);
+        own.direction = 'recvonly';
+      }
+      await renegotiate();
+    } catch (err) {
+      toast(errorText(err), { kind: 'error' });
+    }
+  };
+
   const join = async () => {
     let joined;
     try {
@@ -260,7 +278,10 @@ function roomView(id) {
       };
       if (publish) {
         local = await rtcMedia.getMedia(policy);
-        for (const t of local.getAudioTracks()) pc.addTrack(t, local);
+        for (const t of local.getAudioTracks()) {
+          const sender = pc.addTrack(t, local);
+          own = pc.getTransceivers().find((tr) => tr.sender === sender) ?? own;
+        }
       } else {
         own = pc.addTransceiver('audio', { direction: 'recvonly' });
       }
