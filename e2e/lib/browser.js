@@ -115,6 +115,22 @@ export function sessionOf(page) {
 }
 
 /** Polls `fn` (async) until it returns a truthy value, up to `timeout` ms. */
+/**
+ * Takes a person's network away. The app's socket is closed first and kept
+ * down (`wanted = false`): once offline, its closing handshake could not
+ * finish, and when Chromium gives up on it varies. The test decides how the
+ * socket comes back.
+ */
+export async function goOffline(p) {
+  await p.page.evaluate(async () => {
+    const { app } = await import('/js/app.js');
+    app.socket.wanted = false;
+    app.socket.ws.close();
+  });
+  await eventually(() => p.page.evaluate(async () => (await import('/js/app.js')).app.socket.state === 'closed'), { what: 'the socket to close' });
+  await p.context.setOffline(true);
+}
+
 export async function eventually(fn, { timeout = 15_000, every = 50, what = 'condition' } = {}) {
   const deadline = Date.now() + timeout;
   for (;;) {

@@ -6,7 +6,7 @@
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { person, register, shot, eventually, picture, loadedImage } from '../lib/browser.js';
+import { person, register, shot, eventually, picture, loadedImage, goOffline } from '../lib/browser.js';
 import { suite, done } from '../lib/suite.js';
 
 const t = suite();
@@ -121,15 +121,7 @@ test('after a lost connection the conversation resumes with no duplicates or gap
   await bob.page.getByRole('log').getByText('one').waitFor();
 
   // Bob's network goes (and with it his socket, closed and kept closed).
-  // The socket is closed first: once offline, its closing handshake could
-  // not finish, and when the browser gives up on it varies.
-  await bob.page.evaluate(async () => {
-    const { app } = await import('/js/app.js');
-    app.socket.wanted = false;
-    app.socket.ws.close();
-  });
-  await eventually(() => bob.page.evaluate(async () => (await import('/js/app.js')).app.socket.state === 'closed'), { what: 'the socket to close' });
-  await bob.context.setOffline(true);
+  await goOffline(bob);
   await bob.page.getByText('You are offline. Reconnecting…').waitFor();
 
   // Meanwhile Ana writes three messages, and Bob writes one (it waits).

@@ -4,7 +4,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { apiCall } from '../lib/server.js';
-import { person, register, shot, eventually, picture, loadedImage } from '../lib/browser.js';
+import { person, register, shot, eventually, picture, loadedImage, goOffline } from '../lib/browser.js';
 import { suite, done } from '../lib/suite.js';
 
 const t = suite();
@@ -192,16 +192,7 @@ test('a lost connection shows the offline banner, and the client catches up when
   // The socket is up before the network goes.
   await eventually(() => ana.page.evaluate(async () => (await import('/js/app.js')).app.socket.state === 'open'), { what: 'the socket' });
 
-  // The socket is closed first: once offline, its closing handshake could
-  // not finish, and when Chromium gives up on it varies (the same as in the
-  // chat test). It stays down until the network returns.
-  await ana.page.evaluate(async () => {
-    const { app } = await import('/js/app.js');
-    app.socket.wanted = false;
-    app.socket.ws.close();
-  });
-  await eventually(() => ana.page.evaluate(async () => (await import('/js/app.js')).app.socket.state === 'closed'), { what: 'the socket to close' });
-  await ana.context.setOffline(true);
+  await goOffline(ana);
   const banner = ana.page.getByRole('status').filter({ hasText: 'You are offline' });
   await banner.waitFor();
   await shot(ana.page, 'offline-banner');

@@ -34,7 +34,7 @@ use serde_json::{Value, json};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 
-use crate::bench_ws::{connect_from, cpu_ticks, register_all, wait_ready};
+use crate::bench_ws::{connect_from, cpu_ticks, register_all, spawn_driver, wait_ready};
 
 /// `palaver bench signal` options.
 #[derive(Debug, Clone, clap::Args)]
@@ -240,23 +240,11 @@ async fn run_once(
     // Load: warm-up, then the measured window.
     let interval = Duration::from_secs_f64(1.0 / f64::from(bench.rate.max(1)));
     let warmup = Duration::from_secs(2);
+    // Any party of any call: both directions of every call.
     let driver = {
         let shared = shared.clone();
-        let total = bench.duration + warmup;
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(interval);
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
-            let started = Instant::now();
-            let mut n: u64 = 0;
-            while started.elapsed() < total {
-                tick.tick().await;
-                n += 1;
-                // Any party of any call: both directions of every call.
-                let who = rand::random_range(0..senders.len());
-                if senders[who].try_send(n).is_ok() {
-                    shared.sent.fetch_add(1, Ordering::Relaxed);
-                }
-            }
+        spawn_driver(senders, interval, bench.duration + warmup, move || {
+            shared.sent.fetch_add(1, Ordering::Relaxed);
         })
     };
     tokio::time::sleep(warmup).await;
@@ -268,7 +256,8 @@ async fn run_once(
     );
     shared.measuring.store(true, Ordering::Relaxed);
     let window = Instant::now();
-    driver.await?;
+    // The clients stop when their queues close.
+    drop(driver.await?);
     let elapsed = window.elapsed().as_secs_f64();
     shared.measuring.store(false, Ordering::Relaxed);
     let cpu_after = cpu_ticks(pid)?;

@@ -277,22 +277,8 @@ pub async fn run(bench: WsBench, database_url: Option<String>, redis_url: Option
     let warmup = Duration::from_secs(2);
     let driver = {
         let shared = shared.clone();
-        let total = bench.duration + warmup;
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(interval);
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
-            let started = Instant::now();
-            let mut n: u64 = 0;
-            while started.elapsed() < total {
-                tick.tick().await;
-                n += 1;
-                let who = rand::random_range(0..senders.len());
-                if senders[who].try_send(n).is_ok() {
-                    shared.sent.fetch_add(1, Ordering::Relaxed);
-                }
-            }
-            // Handed back, so the clients keep running until counted.
-            senders
+        spawn_driver(senders, interval, bench.duration + warmup, move || {
+            shared.sent.fetch_add(1, Ordering::Relaxed);
         })
     };
     tokio::time::sleep(warmup).await;
@@ -304,6 +290,7 @@ pub async fn run(bench: WsBench, database_url: Option<String>, redis_url: Option
     );
     shared.measuring.store(true, Ordering::Relaxed);
     let window = Instant::now();
+    // Handed back, so the clients keep running until counted.
     let senders = driver.await?;
     let elapsed = window.elapsed().as_secs_f64();
     shared.measuring.store(false, Ordering::Relaxed);
@@ -364,6 +351,33 @@ async fn fresh_pg_database(url: &str) -> anyhow::Result<String> {
     conn.close().await?;
     let (base, _) = url.rsplit_once('/').context("DATABASE_URL must name a database")?;
     Ok(format!("{base}/palaver_bench_ws"))
+}
+
+/// The load: one tick per `interval` for `total` (missed ticks are made up
+/// in a burst), each handed to a random client's queue (a full queue skips
+/// it) and counted with `sent`. The senders are handed back at the end, so
+/// the caller decides when the clients stop.
+pub(crate) fn spawn_driver(
+    senders: Vec<mpsc::Sender<u64>>,
+    interval: Duration,
+    total: Duration,
+    sent: impl Fn() + Send + 'static,
+) -> tokio::task::JoinHandle<Vec<mpsc::Sender<u64>>> {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+        let started = Instant::now();
+        let mut n: u64 = 0;
+        while started.elapsed() < total {
+            tick.tick().await;
+            n += 1;
+            let who = rand::random_range(0..senders.len());
+            if senders[who].try_send(n).is_ok() {
+                sent();
+            }
+        }
+        senders
+    })
 }
 
 pub(crate) async fn wait_ready(http: &reqwest::Client, base: &str) -> anyhow::Result<()> {

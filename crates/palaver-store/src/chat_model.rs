@@ -82,6 +82,29 @@ pub struct NewMessage {
     pub now: Timestamp,
 }
 
+impl NewMessage {
+    /// The message as stored under `id` and `seq`, with its sealed body.
+    pub(crate) fn stored(&self, id: Id, seq: i64, body: Vec<u8>, body_key_id: Option<String>) -> StoredMessage {
+        StoredMessage {
+            id,
+            room_id: self.room_id,
+            seq,
+            sender: self.sender.clone(),
+            client_msg_id: self.client_msg_id.clone(),
+            message_type: self.message_type,
+            body,
+            body_key_id,
+            media_id: self.media_id,
+            reply_to: self.reply_to,
+            shared_moment_id: self.shared_moment_id,
+            is_edited: false,
+            is_deleted: false,
+            created_at: self.now,
+            updated_at: self.now,
+        }
+    }
+}
+
 /// A message body as stored, with what binds it to its row.
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct SealedBody {

@@ -277,23 +277,7 @@ mod batch {
                             .get(&(m.room_id, seq))
                             .copied()
                             .ok_or_else(|| StoreError::Corrupt("a batched insert returned no id".into()))?;
-                        Ok(SendResult::Sent(StoredMessage {
-                            id,
-                            room_id: m.room_id,
-                            seq,
-                            sender: m.sender.clone(),
-                            client_msg_id: m.client_msg_id.clone(),
-                            message_type: m.message_type,
-                            body,
-                            body_key_id,
-                            media_id: m.media_id,
-                            reply_to: m.reply_to,
-                            shared_moment_id: m.shared_moment_id,
-                            is_edited: false,
-                            is_deleted: false,
-                            created_at: m.now,
-                            updated_at: m.now,
-                        }))
+                        Ok(SendResult::Sent(m.stored(id, seq, body, body_key_id)))
                     }
                 })
                 .collect()

@@ -138,23 +138,7 @@ macro_rules! impl_chat_store {
                     .execute(&mut *conn)
                     .await?;
             }
-            Ok(Inserted::Stored($crate::StoredMessage {
-                id,
-                room_id: m.room_id,
-                seq,
-                sender: m.sender.clone(),
-                client_msg_id: m.client_msg_id.clone(),
-                message_type: m.message_type,
-                body,
-                body_key_id,
-                media_id: m.media_id,
-                reply_to: m.reply_to,
-                shared_moment_id: m.shared_moment_id,
-                is_edited: false,
-                is_deleted: false,
-                created_at: m.now,
-                updated_at: m.now,
-            }))
+            Ok(Inserted::Stored(m.stored(id, seq, body, body_key_id)))
         }
 
         /// After a participant left: an admin-less group gets its oldest
