@@ -34,7 +34,7 @@ use serde_json::json;
 use utoipa::ToSchema;
 
 use crate::auth::Principal;
-use crate::chat_writer::MessageWriter;
+use crate::chat_writer::{MessageWriter, Recipients};
 use crate::events::{DomainEvent, EventBus};
 use crate::pagination::{DEFAULT_LIMIT, MAX_LIMIT, Page};
 use crate::ratelimit::{RateLimiter, RateSpec};
@@ -462,19 +462,22 @@ impl ChatService {
     /// After a message committed: live to the room, then a domain event
     /// naming the participants who are not viewing the room. Never fails:
     /// the message is durable and acked whatever happens here.
-    async fn announce_message(&self, message: &Message) {
+    async fn announce_message(&self, message: &Message, participants: Recipients) {
         self.publish_message(message);
         if message.message_type == MessageType::System {
             return;
         }
-        let participants = match self.store.participant_ids(message.room_id).await {
-            Ok(ids) => ids,
-            Err(e) => {
-                tracing::warn!(error = %e, room_id = message.room_id, "no notifications for a message: participants unknown");
-                return;
-            }
+        let participants = match participants {
+            Some(ids) => ids,
+            None => match self.store.participant_ids(message.room_id).await {
+                Ok(ids) => Arc::from(ids),
+                Err(e) => {
+                    tracing::warn!(error = %e, room_id = message.room_id, "no notifications for a message: participants unknown");
+                    return;
+                }
+            },
         };
-        let others: Vec<UserId> = participants.into_iter().filter(|u| *u != message.sender.id).collect();
+        let others: Vec<UserId> = participants.iter().copied().filter(|u| *u != message.sender.id).collect();
         if others.is_empty() {
             return;
         }
@@ -886,19 +889,19 @@ impl ChatService {
             now: now(),
         };
         let writer = self.writer.get_or_init(|| MessageWriter::start(self.store.clone()));
-        let result = writer.send(new).await?;
-        self.sent(who, room, result).await
+        let (result, recipients) = writer.send(new).await?;
+        self.sent(who, room, result, recipients).await
     }
 
     /// Turns a store's send result into the answer, announcing new messages.
     /// Media URLs are signed for the sender; the hub re-signs them for each
     /// connection the live event reaches.
-    async fn sent(&self, who: &Principal, room: Id, result: SendResult) -> Result<Sent> {
+    async fn sent(&self, who: &Principal, room: Id, result: SendResult, recipients: Recipients) -> Result<Sent> {
         match result {
             SendResult::Sent(stored) => {
                 let mut message = self.message(stored)?;
                 self.with_media(who.id(), &mut [&mut message]).await?;
-                self.announce_message(&message).await;
+                self.announce_message(&message, recipients).await;
                 Ok(Sent { message, duplicate: false })
             }
             SendResult::Duplicate(stored) => {
@@ -957,7 +960,7 @@ impl ChatService {
             StoreError::NotFound => Error::not_found("moment", moment),
             other => other.into(),
         })?;
-        Ok(self.sent(who, room, result).await?.message)
+        Ok(self.sent(who, room, result, None).await?.message)
     }
 
     /// Edits the text (or caption) of one's own message; it is marked

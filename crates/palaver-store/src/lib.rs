@@ -8,6 +8,7 @@
 //! Counters always change in SQL, in the same transaction as the row that
 //! justifies them; never as read-modify-write in Rust.
 
+mod batch;
 mod calls;
 mod chat_model;
 mod error;
@@ -509,6 +510,9 @@ pub trait ChatStore: Send + Sync {
     async fn rooms_for(&self, user: UserId, cursor: Option<RoomCursor>, limit: i64) -> Result<Vec<RoomRecord>>;
     /// Everyone in a room.
     async fn participant_ids(&self, room: Id) -> Result<Vec<UserId>>;
+    /// Everyone in each of `rooms` (rooms without participants are left
+    /// out), in one query: the recipients of a batch of messages.
+    async fn participant_ids_of(&self, rooms: &[Id]) -> Result<std::collections::HashMap<Id, Vec<UserId>>>;
     /// Adds `user` as a member of `announce.room_id` and stores `announce`
     /// (sent by whoever adds them), in one transaction; the room holds at
     /// most `max_participants`.

@@ -76,9 +76,8 @@ type Db = sqlx::Postgres;
 crate::sql::impl_all_stores!(PgStore);
 
 /// Group commit on PostgreSQL: a batch of messages (any rooms) stored with
-/// a fixed number of statements, whatever its size (each statement is a
-/// round trip here; on SQLite they are function calls, so `sqlite.rs` loops).
-/// See `sql/chat.rs`, "Group commit".
+/// a fixed number of statements, whatever its size, the rows passed as
+/// arrays to `unnest`. See `sql/chat.rs`, "Group commit", and `batch.rs`.
 mod batch {
     use std::collections::HashMap;
 
@@ -86,15 +85,9 @@ mod batch {
     use palaver_core::{Id, UserId};
 
     use super::PgStore;
+    use crate::batch::{Check, Row, Writes};
     use crate::chat_model::MessageRow;
-    use crate::{NewMessage, Result, SendResult, StoreError, StoredMessage};
-
-    /// What the batch found out about one message before storing it.
-    enum Fate {
-        Refused(SendResult),
-        Duplicate(Id),
-        Store { seq: i64, body: Vec<u8>, body_key_id: Option<String> },
-    }
+    use crate::{NewMessage, Result, SendResult, StoredMessage};
 
     impl PgStore {
         /// Stores `batch` in one transaction; the results in batch order.
@@ -113,7 +106,7 @@ mod batch {
             .bind(&room_ids)
             .fetch_all(&mut *tx)
             .await?;
-            let mut last_seq: HashMap<Id, i64> = locked.into_iter().collect();
+            let mut heads: HashMap<Id, i64> = locked.into_iter().collect();
 
             // 2. With the rows held (this statement's snapshot sees every
             //    membership change committed before; later ones wait, as
@@ -122,7 +115,7 @@ mod batch {
             let rooms: Vec<Id> = batch.iter().map(|m| m.room_id).collect();
             let senders: Vec<UserId> = batch.iter().map(|m| m.sender.id).collect();
             let keys: Vec<Option<&str>> = batch.iter().map(|m| m.client_msg_id.as_deref()).collect();
-            let checks: Vec<(i32, bool, bool, Option<Id>)> = sqlx::query_as(
+            let rows: Vec<(i32, bool, bool, Option<Id>)> = sqlx::query_as(
                 "SELECT t.i, \
                    EXISTS (SELECT 1 FROM chat_participants s WHERE s.room_id = t.room_id AND s.user_id = t.sender_id), \
                    EXISTS (SELECT 1 FROM chat_rooms r JOIN chat_participants o ON o.room_id = r.id JOIN blocks b \
@@ -139,51 +132,23 @@ mod batch {
             .bind(&keys)
             .fetch_all(&mut *tx)
             .await?;
-            let mut found: Vec<Option<(bool, bool, Option<Id>)>> = vec![None; batch.len()];
-            for (i, member, blocked, original) in checks {
-                if let Some(slot) = usize::try_from(i).ok().and_then(|i| found.get_mut(i)) {
-                    *slot = Some((member, blocked, original));
+            let mut checks: Vec<Option<Check>> = vec![None; batch.len()];
+            for (i, member, blocked, original) in rows {
+                if let Some(slot) = usize::try_from(i).ok().and_then(|i| checks.get_mut(i)) {
+                    *slot = Some(Check { member, blocked, original });
                 }
             }
 
             // 3. Seqs, in batch order per room, and the bodies sealed to them.
-            let mut fates = Vec::with_capacity(batch.len());
-            for (m, check) in batch.iter().zip(found) {
-                let (member, blocked, original) =
-                    check.ok_or_else(|| StoreError::Corrupt("a batch check is missing".into()))?;
-                let fate = match last_seq.get_mut(&m.room_id) {
-                    Some(_) if !member => Fate::Refused(SendResult::NotParticipant),
-                    Some(_) if blocked => Fate::Refused(SendResult::Blocked),
-                    Some(_) if original.is_some() => Fate::Duplicate(original.unwrap_or_default()),
-                    Some(last) => {
-                        *last += 1;
-                        let (body, body_key_id) = m.sealer.seal(m.room_id, *last, &m.body)?;
-                        Fate::Store { seq: *last, body, body_key_id }
-                    }
-                    None => Fate::Refused(SendResult::NotParticipant),
-                };
-                fates.push(fate);
-            }
+            let fates = crate::batch::decide(batch, &mut heads, checks)?;
 
             // 4. The rooms' new heads, the messages, the senders'
             //    watermarks and attached media: one statement each.
-            let mut heads: HashMap<Id, (i64, Timestamp)> = HashMap::new();
-            let mut watermarks: HashMap<(Id, UserId), i64> = HashMap::new();
-            let mut media: HashMap<Id, Timestamp> = HashMap::new();
-            let mut cols = InsertColumns::default();
-            for (m, fate) in batch.iter().zip(&fates) {
-                let Fate::Store { seq, body, body_key_id } = fate else { continue };
-                heads.insert(m.room_id, (*seq, m.now));
-                let mark = watermarks.entry((m.room_id, m.sender.id)).or_insert(*seq);
-                *mark = (*mark).max(*seq);
-                if let Some(id) = m.media_id {
-                    media.entry(id).or_insert(m.now);
-                }
-                cols.push(m, *seq, body, body_key_id.as_deref());
-            }
+            let writes = Writes::of(batch, &fates);
             let mut ids: HashMap<(Id, i64), Id> = HashMap::new();
-            if !cols.room.is_empty() {
-                let (head_ids, (head_seqs, head_at)): (Vec<Id>, (Vec<i64>, Vec<Timestamp>)) = heads.into_iter().unzip();
+            if !writes.rows.is_empty() {
+                let (head_ids, (head_seqs, head_at)): (Vec<Id>, (Vec<i64>, Vec<Timestamp>)) =
+                    writes.heads.into_iter().unzip();
                 sqlx::query(
                     "UPDATE chat_rooms r SET last_seq = h.last_seq, last_message_at = h.at, updated_at = h.at \
                      FROM unnest($1::int8[], $2::int8[], $3::timestamptz[]) AS h(id, last_seq, at) WHERE r.id = h.id",
@@ -193,6 +158,7 @@ mod batch {
                 .bind(&head_at)
                 .execute(&mut *tx)
                 .await?;
+                let cols = InsertColumns::of(&writes.rows);
                 let inserted: Vec<(Id, Id, i64)> = sqlx::query_as(
                     "INSERT INTO messages (room_id, sender_id, seq, client_msg_id, message_type, body, body_key_id, \
                      media_id, reply_to_id, shared_moment_id, created_at, updated_at) \
@@ -218,7 +184,7 @@ mod batch {
                 .fetch_all(&mut *tx)
                 .await?;
                 ids.extend(inserted.into_iter().map(|(id, room, seq)| ((room, seq), id)));
-                let (marks, seqs): (Vec<(Id, UserId)>, Vec<i64>) = watermarks.into_iter().unzip();
+                let (marks, seqs): (Vec<(Id, UserId)>, Vec<i64>) = writes.watermarks.into_iter().unzip();
                 let (mark_rooms, mark_users): (Vec<Id>, Vec<UserId>) = marks.into_iter().unzip();
                 sqlx::query(
                     "UPDATE chat_participants p SET last_read_seq = w.seq \
@@ -230,9 +196,9 @@ mod batch {
                 .bind(&seqs)
                 .execute(&mut *tx)
                 .await?;
-                if !media.is_empty() {
+                if !writes.media.is_empty() {
                     // Attached media is kept by the upload clean-up.
-                    let (media_ids, media_at): (Vec<Id>, Vec<Timestamp>) = media.into_iter().unzip();
+                    let (media_ids, media_at): (Vec<Id>, Vec<Timestamp>) = writes.media.into_iter().unzip();
                     sqlx::query(
                         "UPDATE media SET attached_at = a.at FROM unnest($1::int8[], $2::timestamptz[]) AS a(id, at) \
                          WHERE media.id = a.id AND media.attached_at IS NULL",
@@ -245,8 +211,7 @@ mod batch {
             }
 
             // 5. The originals of retries.
-            let originals: Vec<Id> =
-                fates.iter().filter_map(|f| if let Fate::Duplicate(id) = f { Some(*id) } else { None }).collect();
+            let originals = crate::batch::originals(&fates);
             let originals: HashMap<Id, StoredMessage> = if originals.is_empty() {
                 HashMap::new()
             } else {
@@ -261,58 +226,55 @@ mod batch {
                 rows.into_iter().map(|r| StoredMessage::try_from(r).map(|m| (m.id, m))).collect::<Result<_>>()?
             };
             tx.commit().await?;
+            crate::batch::results(batch, fates, &ids, &originals)
+        }
+    }
 
-            batch
-                .iter()
-                .zip(fates)
-                .map(|(m, fate)| match fate {
-                    Fate::Refused(result) => Ok(result),
-                    Fate::Duplicate(id) => originals
-                        .get(&id)
-                        .cloned()
-                        .map(SendResult::Duplicate)
-                        .ok_or_else(|| StoreError::Corrupt(format!("the original message {id} vanished"))),
-                    Fate::Store { seq, body, body_key_id } => {
-                        let id = ids
-                            .get(&(m.room_id, seq))
-                            .copied()
-                            .ok_or_else(|| StoreError::Corrupt("a batched insert returned no id".into()))?;
-                        Ok(SendResult::Sent(m.stored(id, seq, body, body_key_id)))
-                    }
-                })
-                .collect()
+    impl PgStore {
+        /// (room, user) of every participant of `rooms`, by room and user.
+        pub(crate) async fn participant_pairs(&self, rooms: &[Id]) -> Result<Vec<(Id, UserId)>> {
+            Ok(sqlx::query_as(
+                "SELECT room_id, user_id FROM chat_participants WHERE room_id = ANY($1) ORDER BY room_id, user_id",
+            )
+            .bind(rooms)
+            .fetch_all(self.reader())
+            .await?)
         }
     }
 
     /// The columns of the batch insert, one array each.
     #[derive(Default)]
-    struct InsertColumns {
+    struct InsertColumns<'a> {
         room: Vec<Id>,
         sender: Vec<UserId>,
         seq: Vec<i64>,
-        key: Vec<Option<String>>,
+        key: Vec<Option<&'a str>>,
         message_type: Vec<&'static str>,
-        body: Vec<Vec<u8>>,
-        body_key_id: Vec<Option<String>>,
+        body: Vec<&'a [u8]>,
+        body_key_id: Vec<Option<&'a str>>,
         media: Vec<Option<Id>>,
         reply_to: Vec<Option<Id>>,
         shared_moment: Vec<Option<Id>>,
         at: Vec<Timestamp>,
     }
 
-    impl InsertColumns {
-        fn push(&mut self, m: &NewMessage, seq: i64, body: &[u8], body_key_id: Option<&str>) {
-            self.room.push(m.room_id);
-            self.sender.push(m.sender.id);
-            self.seq.push(seq);
-            self.key.push(m.client_msg_id.clone());
-            self.message_type.push(m.message_type.as_str());
-            self.body.push(body.to_vec());
-            self.body_key_id.push(body_key_id.map(str::to_owned));
-            self.media.push(m.media_id);
-            self.reply_to.push(m.reply_to);
-            self.shared_moment.push(m.shared_moment_id);
-            self.at.push(m.now);
+    impl<'a> InsertColumns<'a> {
+        fn of(rows: &[Row<'a>]) -> Self {
+            let mut c = Self::default();
+            for r in rows {
+                c.room.push(r.m.room_id);
+                c.sender.push(r.m.sender.id);
+                c.seq.push(r.seq);
+                c.key.push(r.m.client_msg_id.as_deref());
+                c.message_type.push(r.m.message_type.as_str());
+                c.body.push(r.body);
+                c.body_key_id.push(r.body_key_id);
+                c.media.push(r.m.media_id);
+                c.reply_to.push(r.m.reply_to);
+                c.shared_moment.push(r.m.shared_moment_id);
+                c.at.push(r.m.now);
+            }
+            c
         }
     }
 }

@@ -54,13 +54,6 @@ impl SqliteStore {
     pub(crate) fn writer(&self) -> &SqlitePool {
         &self.writer
     }
-
-    /// Group commit (`ChatStore::send_messages`): one statement after
-    /// another in one transaction, since SQLite's statements are function
-    /// calls here, not round trips.
-    pub(crate) async fn send_batch(&self, batch: &[&crate::NewMessage]) -> Result<Vec<crate::SendResult>> {
-        self.send_batch_looped(batch).await
-    }
 }
 
 #[async_trait]
@@ -89,3 +82,178 @@ impl Store for SqliteStore {
 type Db = sqlx::Sqlite;
 
 crate::sql::impl_all_stores!(SqliteStore);
+
+/// Group commit on SQLite: a batch of messages (any rooms) stored with a
+/// fixed number of statements, whatever its size, the rows passed as one
+/// JSON array to `json_each` (SQLite has no array parameters). Statements
+/// are not free here even in process: the driver runs each on the
+/// connection's own thread, a hand-off and a wake-up per statement, which
+/// made three statements per message the larger part of a send's cost.
+/// The writer connection is the only writer, so the heads read at the
+/// start cannot move before the commit. See `sql/chat.rs`, "Group commit",
+/// and `batch.rs`.
+mod batch {
+    use std::collections::HashMap;
+
+    use chrono::SecondsFormat;
+    use palaver_core::Id;
+    use palaver_core::time::Timestamp;
+    use serde_json::{Value, json};
+
+    use super::SqliteStore;
+    use crate::batch::{Check, Writes};
+    use crate::chat_model::MessageRow;
+    use crate::{NewMessage, Result, SendResult, StoreError, StoredMessage};
+
+    /// A time as the driver stores it (so stored times compare as text).
+    fn at(t: &Timestamp) -> String {
+        t.to_rfc3339_opts(SecondsFormat::AutoSi, false)
+    }
+
+    fn json_text(v: &Value) -> Result<String> {
+        serde_json::to_string(v).map_err(|e| StoreError::Corrupt(format!("a batch does not encode: {e}")))
+    }
+
+    impl SqliteStore {
+        /// Stores `batch` in one transaction; the results in batch order.
+        /// Keys repeated within the batch were removed by the caller.
+        pub(crate) async fn send_batch(&self, batch: &[&NewMessage]) -> Result<Vec<SendResult>> {
+            let mut tx = self.writer().begin().await?;
+            // 1. The heads of the batch's active rooms.
+            let room_ids: Vec<Id> = batch.iter().map(|m| m.room_id).collect();
+            let heads: Vec<(Id, i64)> = sqlx::query_as(
+                "SELECT id, last_seq FROM chat_rooms WHERE id IN (SELECT value FROM json_each($1)) AND is_active",
+            )
+            .bind(json_text(&json!(room_ids))?)
+            .fetch_all(&mut *tx)
+            .await?;
+            let mut heads: HashMap<Id, i64> = heads.into_iter().collect();
+
+            // 2. Who may send, and retries: one row per message, by index.
+            let probes: Vec<Value> =
+                batch.iter().map(|m| json!({"r": m.room_id, "s": m.sender.id, "k": m.client_msg_id})).collect();
+            let rows: Vec<(i64, bool, bool, Option<Id>)> = sqlx::query_as(
+                "SELECT t.i, \
+                   EXISTS (SELECT 1 FROM chat_participants s WHERE s.room_id = t.room_id AND s.user_id = t.sender_id), \
+                   EXISTS (SELECT 1 FROM chat_rooms r JOIN chat_participants o ON o.room_id = r.id JOIN blocks b \
+                     ON (b.blocker_id = o.user_id AND b.blocked_id = t.sender_id) \
+                     OR (b.blocker_id = t.sender_id AND b.blocked_id = o.user_id) \
+                     WHERE r.id = t.room_id AND r.room_type = 'private' AND o.user_id <> t.sender_id), \
+                   (SELECT m.id FROM messages m WHERE m.room_id = t.room_id AND m.sender_id = t.sender_id \
+                     AND m.client_msg_id = t.key) \
+                 FROM (SELECT key AS i, value ->> 'r' AS room_id, value ->> 's' AS sender_id, value ->> 'k' AS key \
+                   FROM json_each($1)) AS t",
+            )
+            .bind(json_text(&Value::Array(probes))?)
+            .fetch_all(&mut *tx)
+            .await?;
+            let mut checks: Vec<Option<Check>> = vec![None; batch.len()];
+            for (i, member, blocked, original) in rows {
+                if let Some(slot) = usize::try_from(i).ok().and_then(|i| checks.get_mut(i)) {
+                    *slot = Some(Check { member, blocked, original });
+                }
+            }
+
+            // 3. Seqs, in batch order per room, and the bodies sealed to them.
+            let fates = crate::batch::decide(batch, &mut heads, checks)?;
+
+            // 4. The rooms' new heads, the messages, the senders'
+            //    watermarks and attached media: one statement each.
+            let writes = Writes::of(batch, &fates);
+            let mut ids: HashMap<(Id, i64), Id> = HashMap::new();
+            if !writes.rows.is_empty() {
+                let heads: Vec<Value> =
+                    writes.heads.iter().map(|(id, (seq, t))| json!({"id": id, "seq": seq, "at": at(t)})).collect();
+                sqlx::query(
+                    "UPDATE chat_rooms SET last_seq = h.seq, last_message_at = h.at, updated_at = h.at \
+                     FROM (SELECT value ->> 'id' AS id, value ->> 'seq' AS seq, value ->> 'at' AS at \
+                       FROM json_each($1)) AS h WHERE chat_rooms.id = h.id",
+                )
+                .bind(json_text(&Value::Array(heads))?)
+                .execute(&mut *tx)
+                .await?;
+                let rows: Vec<Value> = writes
+                    .rows
+                    .iter()
+                    .map(|r| {
+                        json!({
+                            "r": r.m.room_id, "s": r.m.sender.id, "q": r.seq, "k": r.m.client_msg_id,
+                            "t": r.m.message_type.as_str(), "b": hex::encode(r.body), "kid": r.body_key_id,
+                            "md": r.m.media_id, "rp": r.m.reply_to, "sm": r.m.shared_moment_id, "at": at(&r.m.now),
+                        })
+                    })
+                    .collect();
+                let inserted: Vec<(Id, Id, i64)> = sqlx::query_as(
+                    "INSERT INTO messages (room_id, sender_id, seq, client_msg_id, message_type, body, body_key_id, \
+                     media_id, reply_to_id, shared_moment_id, created_at, updated_at) \
+                     SELECT value ->> 'r', value ->> 's', value ->> 'q', value ->> 'k', value ->> 't', \
+                       unhex(value ->> 'b'), value ->> 'kid', value ->> 'md', value ->> 'rp', value ->> 'sm', \
+                       value ->> 'at', value ->> 'at' \
+                     FROM json_each($1) ORDER BY key \
+                     RETURNING id, room_id, seq",
+                )
+                .bind(json_text(&Value::Array(rows))?)
+                .fetch_all(&mut *tx)
+                .await?;
+                ids.extend(inserted.into_iter().map(|(id, room, seq)| ((room, seq), id)));
+                let marks: Vec<Value> = writes
+                    .watermarks
+                    .iter()
+                    .map(|((room, user), seq)| json!({"r": room, "u": user, "q": seq}))
+                    .collect();
+                sqlx::query(
+                    "UPDATE chat_participants SET last_read_seq = w.seq \
+                     FROM (SELECT value ->> 'r' AS room_id, value ->> 'u' AS user_id, value ->> 'q' AS seq \
+                       FROM json_each($1)) AS w \
+                     WHERE chat_participants.room_id = w.room_id AND chat_participants.user_id = w.user_id \
+                       AND chat_participants.last_read_seq < w.seq",
+                )
+                .bind(json_text(&Value::Array(marks))?)
+                .execute(&mut *tx)
+                .await?;
+                if !writes.media.is_empty() {
+                    // Attached media is kept by the upload clean-up.
+                    let media: Vec<Value> = writes.media.iter().map(|(id, t)| json!({"id": id, "at": at(t)})).collect();
+                    sqlx::query(
+                        "UPDATE media SET attached_at = a.at \
+                         FROM (SELECT value ->> 'id' AS id, value ->> 'at' AS at FROM json_each($1)) AS a \
+                         WHERE media.id = a.id AND media.attached_at IS NULL",
+                    )
+                    .bind(json_text(&Value::Array(media))?)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+            }
+
+            // 5. The originals of retries.
+            let originals = crate::batch::originals(&fates);
+            let originals: HashMap<Id, StoredMessage> = if originals.is_empty() {
+                HashMap::new()
+            } else {
+                let rows: Vec<MessageRow> = sqlx::query_as(concat!(
+                    "SELECT ",
+                    crate::sql::chat::message_cols!(),
+                    " FROM messages m JOIN users su ON su.id = m.sender_id \
+                      WHERE m.id IN (SELECT value FROM json_each($1))"
+                ))
+                .bind(json_text(&json!(originals))?)
+                .fetch_all(&mut *tx)
+                .await?;
+                rows.into_iter().map(|r| StoredMessage::try_from(r).map(|m| (m.id, m))).collect::<Result<_>>()?
+            };
+            tx.commit().await?;
+            crate::batch::results(batch, fates, &ids, &originals)
+        }
+
+        /// (room, user) of every participant of `rooms`, by room and user.
+        pub(crate) async fn participant_pairs(&self, rooms: &[Id]) -> Result<Vec<(Id, palaver_core::UserId)>> {
+            Ok(sqlx::query_as(
+                "SELECT room_id, user_id FROM chat_participants WHERE room_id IN (SELECT value FROM json_each($1)) \
+                 ORDER BY room_id, user_id",
+            )
+            .bind(json_text(&json!(rooms))?)
+            .fetch_all(self.reader())
+            .await?)
+        }
+    }
+}

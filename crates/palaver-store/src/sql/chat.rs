@@ -18,19 +18,19 @@
 //! never seen apart.
 //!
 //! Group commit (`send_messages`): the chat service queues concurrent sends
-//! and stores them in batches, one transaction each. On SQLite the batch
-//! runs `insert_message` for each message in turn (statements are function
-//! calls there); a retry's key found by the insert gives its seq back with
-//! `last_seq - 1` (the room is this transaction's, so that seq was the
-//! last taken). On PostgreSQL (`postgres.rs`) a batch is a fixed number of
-//! statements whatever its size: lock the batch's rooms `FOR UPDATE` in id
-//! order (so batches never deadlock each other), then, seeing everything
-//! committed before the locks, check every sender's membership and blocks
-//! and look up retried keys in one query; seqs are numbered in Rust from
-//! the locked heads, bodies sealed to them, and the heads, the messages
-//! (`unnest` arrays), the watermarks and attached media written with one
-//! statement each. A message the batch cannot store fails the transaction,
-//! and then each message is sent on its own, so only that one fails.
+//! and stores them in batches, one transaction each, with a fixed number of
+//! statements whatever the batch's size (`batch.rs` holds the shared part):
+//! read the batch's room heads (on PostgreSQL locked `FOR UPDATE` in id
+//! order, so batches never deadlock each other; SQLite has one writer),
+//! then, seeing everything committed before, check every sender's
+//! membership and blocks and look up retried keys in one query; seqs are
+//! numbered in Rust from the heads, bodies sealed to them, and the heads,
+//! the messages, the watermarks and attached media written with one
+//! statement each. The rows go to the database as arrays for `unnest` on
+//! PostgreSQL (`postgres.rs`) and as one JSON array for `json_each` on
+//! SQLite (`sqlite.rs`). A message the batch cannot store fails the
+//! transaction, and then each message is sent on its own, so only that one
+//! fails.
 
 /// Columns of a message as `MessageRow` reads them. Needs
 /// `messages m JOIN users su ON su.id = m.sender_id`.
@@ -329,39 +329,6 @@ macro_rules! impl_chat_store {
                 }
             }
 
-            /// [`ChatStore::send_messages`] one message at a time, in one
-            /// transaction (see `sql/chat.rs`, "Group commit"). A retry's key
-            /// found by the insert gives its seq back: the room's row is this
-            /// transaction's (the only writer on SQLite; locked on
-            /// PostgreSQL) and its last seq is the one just taken.
-            #[allow(dead_code)]
-            pub(crate) async fn send_batch_looped(
-                &self,
-                batch: &[&$crate::NewMessage],
-            ) -> $crate::Result<Vec<$crate::SendResult>> {
-                let mut tx = self.writer().begin().await?;
-                let mut out = Vec::with_capacity(batch.len());
-                for m in batch {
-                    let result = match insert_message(&mut tx, m).await? {
-                        Inserted::Stored(stored) => $crate::SendResult::Sent(stored),
-                        Inserted::Conflict => {
-                            sqlx::query("UPDATE chat_rooms SET last_seq = last_seq - 1 WHERE id = $1")
-                                .bind(m.room_id)
-                                .execute(&mut *tx)
-                                .await?;
-                            match self.original_message(&mut *tx, m).await? {
-                                Some(original) => $crate::SendResult::Duplicate(original),
-                                None => $crate::SendResult::NotParticipant,
-                            }
-                        }
-                        Inserted::Refused => self.refusal(&mut *tx, m).await?,
-                    };
-                    out.push(result);
-                }
-                tx.commit().await?;
-                Ok(out)
-            }
-
             /// Participants of `rooms`, grouped by room, in joining order.
             async fn participants_of(
                 &self,
@@ -607,6 +574,21 @@ macro_rules! impl_chat_store {
                     .bind(room)
                     .fetch_all(self.reader())
                     .await?)
+            }
+
+            async fn participant_ids_of(
+                &self,
+                rooms: &[palaver_core::Id],
+            ) -> $crate::Result<std::collections::HashMap<palaver_core::Id, Vec<palaver_core::UserId>>> {
+                let mut by_room: std::collections::HashMap<palaver_core::Id, Vec<palaver_core::UserId>> =
+                    std::collections::HashMap::new();
+                if rooms.is_empty() {
+                    return Ok(by_room);
+                }
+                for (room, user) in self.participant_pairs(rooms).await? {
+                    by_room.entry(room).or_default().push(user);
+                }
+                Ok(by_room)
             }
 
             async fn add_participant(

@@ -607,3 +607,42 @@ conformance! {
         }
     }
 }
+
+conformance! {
+    /// A batch stores what it was given exactly: bodies byte for byte (empty,
+    /// not UTF-8), times to the microsecond (PostgreSQL's precision), and
+    /// the room's head time, so
+    /// messages read back equal the ones the batch returned and rooms order
+    /// by their newest message.
+    async fn batches_store_bodies_and_times_exactly(store) {
+        let ana = user(&*store, "ana@example.org").await;
+        let ben = user(&*store, "ben@example.org").await;
+        let older = group(&*store, &ana, &[&ben]).await;
+        let newer = group(&*store, &ana, &[&ben]).await;
+        let micros = (now() + TimeDelta::seconds(5)).timestamp_micros();
+        let at = chrono::DateTime::from_timestamp_micros(micros).unwrap();
+        let batch = vec![
+            NewMessage { body: Vec::new(), now: at, ..text(older, &ana, "") },
+            NewMessage { body: vec![0, 255, 1, 128, 0], now: at + TimeDelta::microseconds(1), ..text(newer, &ben, "") },
+            NewMessage { now: at + TimeDelta::microseconds(2), ..text(newer, &ana, "héllo \u{1F600}") },
+        ];
+        let results = store.send_messages(&batch).await;
+        let sent: Vec<StoredMessage> = results
+            .into_iter()
+            .map(|r| match r.unwrap() {
+                SendResult::Sent(m) => m,
+                other => panic!("not sent: {other:?}"),
+            })
+            .collect();
+        for (m, given) in sent.iter().zip(&batch) {
+            assert_eq!((&m.body, m.created_at), (&given.body, given.now));
+            let read = store.message_by_id(m.id).await.unwrap().unwrap();
+            assert_eq!(&read, m);
+        }
+        let rooms = store.rooms_for(ana.id, None, 10).await.unwrap();
+        let order: Vec<i64> = rooms.iter().map(|r| r.id).collect();
+        assert_eq!(order, vec![newer, older]);
+        let newest = rooms.iter().find(|r| r.id == newer).unwrap();
+        assert_eq!((newest.last_seq, newest.last_message_at), (3, Some(at + TimeDelta::microseconds(2))));
+    }
+}
