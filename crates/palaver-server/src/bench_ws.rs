@@ -282,8 +282,10 @@ pub async fn run(bench: WsBench, database_url: Option<String>, redis_url: Option
         })
     };
     tokio::time::sleep(warmup).await;
-    let (cpu_before, received_before, acked_before, sent_before) = (
+    let me = std::process::id();
+    let (cpu_before, own_before, received_before, acked_before, sent_before) = (
         cpu_ticks(pid)?,
+        cpu_ticks(me)?,
         shared.received.load(Ordering::Relaxed),
         shared.acked.load(Ordering::Relaxed),
         shared.sent.load(Ordering::Relaxed),
@@ -295,6 +297,9 @@ pub async fn run(bench: WsBench, database_url: Option<String>, redis_url: Option
     let elapsed = window.elapsed().as_secs_f64();
     shared.measuring.store(false, Ordering::Relaxed);
     let cpu_after = cpu_ticks(pid)?;
+    let own_secs = (cpu_ticks(me)? - own_before) as f64 / TICKS_PER_SEC;
+    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    let load = load.split_whitespace().next().unwrap_or("?").to_owned();
     let received = shared.received.load(Ordering::Relaxed) - received_before;
     let acked = shared.acked.load(Ordering::Relaxed) - acked_before;
     let sent = shared.sent.load(Ordering::Relaxed) - sent_before;
@@ -317,7 +322,7 @@ pub async fn run(bench: WsBench, database_url: Option<String>, redis_url: Option
          | {held} | {members_per_room:.0} | {:.0} | {:.0} | {:.0} | {} | {} | {} | {:.0}% of a core | {:.1} µs | {per_conn_kib:.1} KiB | {connect_secs:.1} s |\n\n\
          Errors (error frames and connections lost while measuring): {}. Latency: from the sender building its frame to a receiver reading the event, every receiver \
          counted ({} samples). Server RSS {:.1} MiB with users and rooms created, {:.1} MiB with the connections \
-         open.\n",
+         open. Load generator CPU {:.0}% of a core; load average {load} at the end.\n",
         sent as f64 / elapsed,
         acked as f64 / elapsed,
         received as f64 / elapsed,
@@ -330,6 +335,7 @@ pub async fn run(bench: WsBench, database_url: Option<String>, redis_url: Option
         lat.len(),
         rss_before as f64 / 1024.0,
         rss_connected as f64 / 1024.0,
+        own_secs * 100.0 / elapsed,
     );
     println!("{report}");
     if let Some(path) = &bench.write {
@@ -591,9 +597,9 @@ pub(crate) fn rss_kib(pid: u32) -> anyhow::Result<u64> {
         .context("no VmRSS")
 }
 
-/// The server's user + system CPU time, in clock ticks.
+/// A process's user + system CPU time, in clock ticks.
 pub(crate) fn cpu_ticks(pid: u32) -> anyhow::Result<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).context("cannot read the server's stat")?;
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).context("cannot read a process stat")?;
     // Fields after the command name (which may contain spaces) in parentheses.
     let rest = stat.rsplit_once(')').map(|(_, r)| r).context("bad stat")?;
     let fields: Vec<&str> = rest.split_whitespace().collect();

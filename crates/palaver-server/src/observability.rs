@@ -73,6 +73,7 @@ pub fn prometheus() -> PrometheusHandle {
 fn describe() {
     palaver_push::outbox::describe_metrics();
     palaver_rtc::metrics::describe();
+    palaver_service::chat_writer::describe_metrics();
     metrics::describe_counter!("http_requests_total", "HTTP requests by method, matched route and status.");
     metrics::describe_histogram!(
         "http_request_duration_seconds",

@@ -8,7 +8,7 @@
 
 pub mod auth;
 pub mod chat;
-mod chat_writer;
+pub mod chat_writer;
 pub mod events;
 pub mod media_hosts;
 pub mod media_links;

@@ -86,12 +86,14 @@ crate::sql::impl_all_stores!(SqliteStore);
 /// Group commit on SQLite: a batch of messages (any rooms) stored with a
 /// fixed number of statements, whatever its size, the rows passed as one
 /// JSON array to `json_each` (SQLite has no array parameters). Statements
-/// are not free here even in process: the driver runs each on the
-/// connection's own thread, a hand-off and a wake-up per statement, which
-/// made three statements per message the larger part of a send's cost.
-/// The writer connection is the only writer, so the heads read at the
-/// start cannot move before the commit. See `sql/chat.rs`, "Group commit",
-/// and `batch.rs`.
+/// are not free here even in process: the driver runs each call on the
+/// connection's own thread, a hand-off and two thread wake-ups per call,
+/// which made three statements per message the larger part of a send's
+/// cost. So a batch is four calls whatever its size: begin, one query
+/// (heads, checks and retries), the four writes sent as one multi-statement
+/// query, commit. The writer connection is the only writer, so the heads
+/// read at the start cannot move before the commit. See `sql/chat.rs`,
+/// "Group commit", and `batch.rs`.
 mod batch {
     use std::collections::HashMap;
 
@@ -119,21 +121,14 @@ mod batch {
         /// Keys repeated within the batch were removed by the caller.
         pub(crate) async fn send_batch(&self, batch: &[&NewMessage]) -> Result<Vec<SendResult>> {
             let mut tx = self.writer().begin().await?;
-            // 1. The heads of the batch's active rooms.
-            let room_ids: Vec<Id> = batch.iter().map(|m| m.room_id).collect();
-            let heads: Vec<(Id, i64)> = sqlx::query_as(
-                "SELECT id, last_seq FROM chat_rooms WHERE id IN (SELECT value FROM json_each($1)) AND is_active",
-            )
-            .bind(json_text(&json!(room_ids))?)
-            .fetch_all(&mut *tx)
-            .await?;
-            let mut heads: HashMap<Id, i64> = heads.into_iter().collect();
-
-            // 2. Who may send, and retries: one row per message, by index.
+            // 1. Per message, by index: its room's head (when active), who
+            //    may send, and retries.
             let probes: Vec<Value> =
                 batch.iter().map(|m| json!({"r": m.room_id, "s": m.sender.id, "k": m.client_msg_id})).collect();
-            let rows: Vec<(i64, bool, bool, Option<Id>)> = sqlx::query_as(
-                "SELECT t.i, \
+            // (index, room head, member, blocked, original)
+            type Probed = (i64, Option<i64>, bool, bool, Option<Id>);
+            let rows: Vec<Probed> = sqlx::query_as(
+                "SELECT t.i, (SELECT h.last_seq FROM chat_rooms h WHERE h.id = t.room_id AND h.is_active), \
                    EXISTS (SELECT 1 FROM chat_participants s WHERE s.room_id = t.room_id AND s.user_id = t.sender_id), \
                    EXISTS (SELECT 1 FROM chat_rooms r JOIN chat_participants o ON o.room_id = r.id JOIN blocks b \
                      ON (b.blocker_id = o.user_id AND b.blocked_id = t.sender_id) \
@@ -147,31 +142,29 @@ mod batch {
             .bind(json_text(&Value::Array(probes))?)
             .fetch_all(&mut *tx)
             .await?;
+            let mut heads: HashMap<Id, i64> = HashMap::new();
             let mut checks: Vec<Option<Check>> = vec![None; batch.len()];
-            for (i, member, blocked, original) in rows {
-                if let Some(slot) = usize::try_from(i).ok().and_then(|i| checks.get_mut(i)) {
-                    *slot = Some(Check { member, blocked, original });
+            for (i, head, member, blocked, original) in rows {
+                let Some((m, slot)) = usize::try_from(i).ok().and_then(|i| batch.get(i).zip(checks.get_mut(i))) else {
+                    continue;
+                };
+                if let Some(head) = head {
+                    heads.insert(m.room_id, head);
                 }
+                *slot = Some(Check { member, blocked, original });
             }
 
-            // 3. Seqs, in batch order per room, and the bodies sealed to them.
+            // 2. Seqs, in batch order per room, and the bodies sealed to them.
             let fates = crate::batch::decide(batch, &mut heads, checks)?;
 
-            // 4. The rooms' new heads, the messages, the senders'
-            //    watermarks and attached media: one statement each.
+            // 3. The rooms' new heads, the messages, the senders'
+            //    watermarks and attached media: one statement each, sent
+            //    together (`$n` names the same argument in every statement).
             let writes = Writes::of(batch, &fates);
             let mut ids: HashMap<(Id, i64), Id> = HashMap::new();
             if !writes.rows.is_empty() {
                 let heads: Vec<Value> =
                     writes.heads.iter().map(|(id, (seq, t))| json!({"id": id, "seq": seq, "at": at(t)})).collect();
-                sqlx::query(
-                    "UPDATE chat_rooms SET last_seq = h.seq, last_message_at = h.at, updated_at = h.at \
-                     FROM (SELECT value ->> 'id' AS id, value ->> 'seq' AS seq, value ->> 'at' AS at \
-                       FROM json_each($1)) AS h WHERE chat_rooms.id = h.id",
-                )
-                .bind(json_text(&Value::Array(heads))?)
-                .execute(&mut *tx)
-                .await?;
                 let rows: Vec<Value> = writes
                     .rows
                     .iter()
@@ -183,49 +176,43 @@ mod batch {
                         })
                     })
                     .collect();
-                let inserted: Vec<(Id, Id, i64)> = sqlx::query_as(
-                    "INSERT INTO messages (room_id, sender_id, seq, client_msg_id, message_type, body, body_key_id, \
-                     media_id, reply_to_id, shared_moment_id, created_at, updated_at) \
-                     SELECT value ->> 'r', value ->> 's', value ->> 'q', value ->> 'k', value ->> 't', \
-                       unhex(value ->> 'b'), value ->> 'kid', value ->> 'md', value ->> 'rp', value ->> 'sm', \
-                       value ->> 'at', value ->> 'at' \
-                     FROM json_each($1) ORDER BY key \
-                     RETURNING id, room_id, seq",
-                )
-                .bind(json_text(&Value::Array(rows))?)
-                .fetch_all(&mut *tx)
-                .await?;
-                ids.extend(inserted.into_iter().map(|(id, room, seq)| ((room, seq), id)));
                 let marks: Vec<Value> = writes
                     .watermarks
                     .iter()
                     .map(|((room, user), seq)| json!({"r": room, "u": user, "q": seq}))
                     .collect();
-                sqlx::query(
-                    "UPDATE chat_participants SET last_read_seq = w.seq \
+                // Attached media is kept by the upload clean-up.
+                let media: Vec<Value> = writes.media.iter().map(|(id, t)| json!({"id": id, "at": at(t)})).collect();
+                let inserted: Vec<(Id, Id, i64)> = sqlx::query_as(
+                    "UPDATE chat_rooms SET last_seq = h.seq, last_message_at = h.at, updated_at = h.at \
+                     FROM (SELECT value ->> 'id' AS id, value ->> 'seq' AS seq, value ->> 'at' AS at \
+                       FROM json_each($1)) AS h WHERE chat_rooms.id = h.id; \
+                     INSERT INTO messages (room_id, sender_id, seq, client_msg_id, message_type, body, body_key_id, \
+                       media_id, reply_to_id, shared_moment_id, created_at, updated_at) \
+                     SELECT value ->> 'r', value ->> 's', value ->> 'q', value ->> 'k', value ->> 't', \
+                       unhex(value ->> 'b'), value ->> 'kid', value ->> 'md', value ->> 'rp', value ->> 'sm', \
+                       value ->> 'at', value ->> 'at' \
+                     FROM json_each($2) ORDER BY key \
+                     RETURNING id, room_id, seq; \
+                     UPDATE chat_participants SET last_read_seq = w.seq \
                      FROM (SELECT value ->> 'r' AS room_id, value ->> 'u' AS user_id, value ->> 'q' AS seq \
-                       FROM json_each($1)) AS w \
+                       FROM json_each($3)) AS w \
                      WHERE chat_participants.room_id = w.room_id AND chat_participants.user_id = w.user_id \
-                       AND chat_participants.last_read_seq < w.seq",
+                       AND chat_participants.last_read_seq < w.seq; \
+                     UPDATE media SET attached_at = a.at \
+                     FROM (SELECT value ->> 'id' AS id, value ->> 'at' AS at FROM json_each($4)) AS a \
+                     WHERE media.id = a.id AND media.attached_at IS NULL",
                 )
+                .bind(json_text(&Value::Array(heads))?)
+                .bind(json_text(&Value::Array(rows))?)
                 .bind(json_text(&Value::Array(marks))?)
-                .execute(&mut *tx)
+                .bind(json_text(&Value::Array(media))?)
+                .fetch_all(&mut *tx)
                 .await?;
-                if !writes.media.is_empty() {
-                    // Attached media is kept by the upload clean-up.
-                    let media: Vec<Value> = writes.media.iter().map(|(id, t)| json!({"id": id, "at": at(t)})).collect();
-                    sqlx::query(
-                        "UPDATE media SET attached_at = a.at \
-                         FROM (SELECT value ->> 'id' AS id, value ->> 'at' AS at FROM json_each($1)) AS a \
-                         WHERE media.id = a.id AND media.attached_at IS NULL",
-                    )
-                    .bind(json_text(&Value::Array(media))?)
-                    .execute(&mut *tx)
-                    .await?;
-                }
+                ids.extend(inserted.into_iter().map(|(id, room, seq)| ((room, seq), id)));
             }
 
-            // 5. The originals of retries.
+            // 4. The originals of retries.
             let originals = crate::batch::originals(&fates);
             let originals: HashMap<Id, StoredMessage> = if originals.is_empty() {
                 HashMap::new()
