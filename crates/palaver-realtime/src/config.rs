@@ -74,7 +74,7 @@ impl HubConfig {
     /// 128 KiB would cost more than a gigabyte at 10k connections).
     pub fn socket_config(&self) -> tokio_tungstenite::tungstenite::protocol::WebSocketConfig {
         tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default()
-            .read_buffer_size(4 * 1024)
+            .read_buffer_size(512)
             .write_buffer_size(16 * 1024)
             .max_message_size(Some(self.max_frame_bytes))
             .max_frame_size(Some(self.max_frame_bytes))

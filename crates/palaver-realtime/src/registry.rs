@@ -26,8 +26,9 @@ use crate::topic::Topic;
 pub(crate) enum Item {
     /// An event of a subscribed topic.
     Event(Arc<EventFrame>),
-    /// The subscription was revoked (the user left the room).
-    Revoked(Topic),
+    /// The subscription was revoked (the user left the room). Boxed, as
+    /// it is rare: the common variants set the size of every queue slot.
+    Revoked(Box<Topic>),
     /// Events may have been lost (broker reconnected): reload sequenced
     /// topics.
     Resync,
@@ -281,7 +282,7 @@ impl Registry {
         for conn in conns {
             let track_view = state.conn_topics.get_mut(&conn.id).and_then(|t| t.remove(topic)).unwrap_or(false);
             self.remove_sub(&mut state, topic, &conn, track_view);
-            if conn.tx.try_send(Item::Revoked(topic.clone())).is_err() {
+            if conn.tx.try_send(Item::Revoked(Box::new(topic.clone()))).is_err() {
                 conn.kill.kill(close::SLOW_CONSUMER, close::SLOW_CONSUMER_REASON);
             }
         }

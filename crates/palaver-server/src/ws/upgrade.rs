@@ -54,7 +54,10 @@ pub fn check(headers: &HeaderMap) -> Result<(), Box<Response>> {
 }
 
 /// Answers the handshake with 101 and runs `run` on the socket once the
-/// connection is upgraded. Call [`check`] first.
+/// connection is upgraded, as a task of its own: the task that waits for
+/// the upgrade ends there, so its state (the closure, the socket's
+/// construction) is not kept for the connection's whole life. Call
+/// [`check`] first.
 pub fn accept<F, Fut>(mut request: Request, config: WebSocketConfig, run: F) -> Response
 where
     F: FnOnce(Socket) -> Fut + Send + 'static,
@@ -72,7 +75,7 @@ where
         match on_upgrade.await {
             Ok(upgraded) => {
                 let socket = WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, Some(config)).await;
-                run(socket).await;
+                tokio::spawn(run(socket));
             }
             Err(e) => tracing::debug!(error = %e, "WebSocket upgrade failed"),
         }
