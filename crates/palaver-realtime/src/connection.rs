@@ -29,7 +29,6 @@ use palaver_service::Principal;
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
@@ -39,6 +38,7 @@ use tokio_tungstenite::tungstenite::{Error as WsErr, Message, Utf8Bytes};
 use crate::close;
 use crate::frame::{self, ClientFrame, EventFrame, FrameError, WsError};
 use crate::hub::Hub;
+use crate::outbox;
 use crate::registry::{Conn, Item};
 use crate::topic::{Action, OpContext, Replayed, Topic, TopicKind};
 
@@ -157,8 +157,8 @@ async fn serve<S>(
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let user = principal.id();
-    let (conn, rx) = match hub.registry().register(user) {
-        Ok(registered) => registered,
+    let conn = match hub.registry().register(user) {
+        Ok(conn) => conn,
         Err(refused) => {
             let frame = CloseFrame { code: CloseCode::from(refused.code), reason: refused.reason.into() };
             let _ = tokio::time::timeout(Duration::from_secs(2), sink.send(Message::Close(Some(frame)))).await;
@@ -175,6 +175,7 @@ async fn serve<S>(
     let clock = Idle::default();
     {
         let reader = read_loop(&hub, &conn, &principal, &*protocol, &mut stream, control_tx, &clock);
+        let rx = conn.outbox.receiver();
         let writer = write_loop(&hub, &conn, &principal, &*protocol, &mut sink, rx, control_rx, &clock);
         tokio::pin!(writer);
         let reader_ended = tokio::select! {
@@ -546,7 +547,7 @@ async fn write_loop<S>(
     principal: &Arc<Principal>,
     protocol: &dyn Protocol,
     sink: &mut SplitSink<WebSocketStream<S>, Message>,
-    mut rx: mpsc::Receiver<Item>,
+    mut rx: outbox::Receiver<'_, Item>,
     mut control: queue::Receiver<Control>,
     idle: &Idle,
 ) where
@@ -562,11 +563,11 @@ async fn write_loop<S>(
     tokio::pin!(timer);
     let shutdown = hub.conn_shutdown();
     loop {
-        let idle_deadline = idle.last() + config.idle_timeout;
         let gap_deadline = w.gap_deadline(config.gap_wait);
-        let wake = gap_deadline.map_or(idle_deadline, |gap| gap.min(idle_deadline)).min(next_ping);
-        if timer.is_elapsed() || timer.deadline() != wake {
-            timer.as_mut().reset(wake);
+        let wake =
+            gap_deadline.map_or(idle.last() + config.idle_timeout, |gap| gap.min(idle.last() + config.idle_timeout));
+        if timer.is_elapsed() || timer.deadline() != wake.min(next_ping) {
+            timer.as_mut().reset(wake.min(next_ping));
         }
         tokio::select! {
             biased;
@@ -581,11 +582,10 @@ async fn write_loop<S>(
             },
             Some(i) = internal_rx.next() => w.internal(i),
             item = rx.recv() => {
-                let Some(item) = item else { return };
                 w.item(item);
                 // What else is queued goes out in the same write.
                 for _ in 1..ITEM_BATCH {
-                    let Ok(item) = rx.try_recv() else { break };
+                    let Some(item) = rx.try_recv() else { break };
                     w.item(item);
                 }
             }
@@ -656,7 +656,7 @@ impl Writer<'_> {
                     }
                     return;
                 }
-                let Some(mut ready) = self.hub.registry().subscribe(self.conn, &topic, kind.tracks_viewers()) else {
+                let Some(ready) = self.hub.registry().subscribe(self.conn, &topic, kind.tracks_viewers()) else {
                     return;
                 };
                 self.topics.insert(
@@ -669,7 +669,7 @@ impl Writer<'_> {
                 );
                 let internal = self.internal.clone();
                 tokio::spawn(async move {
-                    let ok = matches!(tokio::time::timeout(READY_TIMEOUT, ready.wait_for(|r| *r)).await, Ok(Ok(_)));
+                    let ok = tokio::time::timeout(READY_TIMEOUT, ready.wait()).await.unwrap_or(false);
                     let _ = internal.unbounded_send(Internal::Ready { topic, ok });
                 });
             }

@@ -378,9 +378,7 @@ async fn channel_task(
         match op {
             None => break,
             Some(ChannelOp::Subscribe(topic, ready)) => match broker.subscribe(topic.as_str()).await {
-                Ok(()) => {
-                    ready.send_replace(true);
-                }
+                Ok(()) => ready.delivered(),
                 Err(e) => tracing::warn!(error = %e, %topic, "broker subscribe failed"),
             },
             Some(ChannelOp::Unsubscribe(topic)) => {

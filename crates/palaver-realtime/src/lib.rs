@@ -22,6 +22,7 @@ pub mod frame;
 mod hub;
 mod metrics;
 pub mod nodes;
+mod outbox;
 pub mod presence;
 mod registry;
 pub mod topic;
