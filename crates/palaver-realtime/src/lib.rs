@@ -14,6 +14,7 @@
 //! depend on axum. The HTTP upgrade, authentication and routes live in
 //! `palaver-server` (`src/ws/`).
 
+mod batched;
 pub mod broker;
 pub mod close;
 pub mod config;
@@ -28,6 +29,7 @@ mod registry;
 pub mod topic;
 mod typing;
 
+pub use batched::BatchedWrites;
 pub use broker::{Broker, Delivery, MemoryBroker, MemoryBus, RedisBroker};
 pub use config::HubConfig;
 pub use connection::{ConnId, ConnectParams, NativeProtocol, Protocol};

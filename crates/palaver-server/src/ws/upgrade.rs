@@ -14,6 +14,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use hyper::upgrade::Upgraded;
 use hyper_util::rt::TokioIo;
+use palaver_realtime::BatchedWrites;
 use palaver_realtime::tokio_tungstenite::WebSocketStream;
 use palaver_realtime::tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use palaver_realtime::tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
@@ -21,8 +22,9 @@ use serde_json::json;
 
 use crate::error::error_response;
 
-/// The socket a route's connection runs on.
-pub type Socket = WebSocketStream<TokioIo<Upgraded>>;
+/// The socket a route's connection runs on (writes batched as
+/// [`palaver_realtime::HubConfig::socket_config`] expects).
+pub type Socket = WebSocketStream<BatchedWrites<TokioIo<Upgraded>>>;
 
 fn header_has_token(headers: &HeaderMap, name: header::HeaderName, token: &str) -> bool {
     headers
@@ -74,7 +76,8 @@ where
     tokio::spawn(async move {
         match on_upgrade.await {
             Ok(upgraded) => {
-                let socket = WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, Some(config)).await;
+                let io = BatchedWrites::new(TokioIo::new(upgraded));
+                let socket = WebSocketStream::from_raw_socket(io, Role::Server, Some(config)).await;
                 tokio::spawn(run(socket));
             }
             Err(e) => tracing::debug!(error = %e, "WebSocket upgrade failed"),
