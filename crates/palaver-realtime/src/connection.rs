@@ -11,6 +11,11 @@
 //! topic's history, and a `subscribe` with `since_seq` registers for live
 //! events first, buffers them, replays history, then continues live, with
 //! duplicates at the seam dropped by `seq`.
+//!
+//! Memory: a connection mostly waits, so waiting is kept cheap (see
+//! docs/ARCHITECTURE.md, "Memory per connection"): one task holding only
+//! this future, frame handling and writes boxed while they run, queues and
+//! buffers allocated by traffic and freed when it stops.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::num::NonZeroU32;
