@@ -70,12 +70,16 @@ impl Default for HubConfig {
 
 impl HubConfig {
     /// The WebSocket settings for a connection: the frame limit, and small
-    /// buffers (the read buffer is allocated up front, so its default of
-    /// 128 KiB would cost more than a gigabyte at 10k connections).
+    /// buffers. The read buffer is allocated up front and kept (its
+    /// default of 128 KiB would cost more than a gigabyte at 10k
+    /// connections; client frames are small, and larger ones are read in
+    /// several reads). tungstenite's write buffer is off: run the socket in
+    /// a [`crate::BatchedWrites`], which gathers the frames instead and
+    /// frees its buffer on every flush.
     pub fn socket_config(&self) -> tokio_tungstenite::tungstenite::protocol::WebSocketConfig {
         tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default()
-            .read_buffer_size(4 * 1024)
-            .write_buffer_size(16 * 1024)
+            .read_buffer_size(512)
+            .write_buffer_size(0)
             .max_message_size(Some(self.max_frame_bytes))
             .max_frame_size(Some(self.max_frame_bytes))
     }

@@ -11,6 +11,11 @@
 //! topic's history, and a `subscribe` with `since_seq` registers for live
 //! events first, buffers them, replays history, then continues live, with
 //! duplicates at the seam dropped by `seq`.
+//!
+//! Memory: a connection mostly waits, so waiting is kept cheap (see
+//! docs/ARCHITECTURE.md, "Memory per connection"): one task holding only
+//! this future, frame handling and writes boxed while they run, queues and
+//! buffers allocated by traffic and freed when it stops.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::num::NonZeroU32;
@@ -19,6 +24,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
+use futures_channel::mpsc as queue;
 use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt as _, StreamExt as _};
 use governor::clock::{Clock as _, DefaultClock};
@@ -28,7 +34,6 @@ use palaver_service::Principal;
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
@@ -38,6 +43,7 @@ use tokio_tungstenite::tungstenite::{Error as WsErr, Message, Utf8Bytes};
 use crate::close;
 use crate::frame::{self, ClientFrame, EventFrame, FrameError, WsError};
 use crate::hub::Hub;
+use crate::outbox;
 use crate::registry::{Conn, Item};
 use crate::topic::{Action, OpContext, Replayed, Topic, TopicKind};
 
@@ -50,6 +56,8 @@ const REPLAY_PAGE: usize = 500;
 const READY_TIMEOUT: Duration = Duration::from_secs(10);
 /// Longest an op handler, an authorizer or a history load may take.
 const OP_TIMEOUT: Duration = Duration::from_secs(15);
+/// Most fan-out items taken from the queue for one write.
+const ITEM_BATCH: usize = 64;
 
 /// The wire shape a connection speaks. The native `/ws` protocol uses the
 /// defaults; the original design's routes reshape events and frames.
@@ -119,36 +127,60 @@ enum Internal {
 }
 
 /// Runs a connection until it closes.
-pub(crate) async fn run<S>(hub: Hub, mut ws: WebSocketStream<S>, params: ConnectParams)
+///
+/// Not an `async fn`: a future keeps its arguments for its whole life,
+/// beside what is made of them, so the socket is split and the parameters
+/// unpacked here, before the connection's future is built.
+pub(crate) fn run<S>(
+    hub: Hub,
+    ws: WebSocketStream<S>,
+    params: ConnectParams,
+) -> impl Future<Output = ()> + Send + 'static
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
+    let (sink, stream) = ws.split();
     let principal = Arc::new(params.principal);
+    let control_capacity = 64 + params.topics.len();
+    let mut initial = Vec::new();
+    if params.user_topic {
+        initial.push((Topic::user(principal.id()), None));
+    }
+    initial.extend(params.topics);
+    serve(hub, sink, stream, principal, params.protocol, initial, control_capacity)
+}
+
+async fn serve<S>(
+    hub: Hub,
+    mut sink: SplitSink<WebSocketStream<S>, Message>,
+    mut stream: SplitStream<WebSocketStream<S>>,
+    principal: Arc<Principal>,
+    protocol: Arc<dyn Protocol>,
+    initial: Vec<(Topic, Option<i64>)>,
+    control_capacity: usize,
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     let user = principal.id();
-    let (conn, rx) = match hub.registry().register(user) {
-        Ok(registered) => registered,
+    let conn = match hub.registry().register(user) {
+        Ok(conn) => conn,
         Err(refused) => {
             let frame = CloseFrame { code: CloseCode::from(refused.code), reason: refused.reason.into() };
-            let _ = tokio::time::timeout(Duration::from_secs(2), ws.close(Some(frame))).await;
+            let _ = tokio::time::timeout(Duration::from_secs(2), sink.send(Message::Close(Some(frame)))).await;
             return;
         }
     };
-    let (control_tx, control_rx) = mpsc::channel(64 + params.topics.len());
-    let mut initial = Vec::new();
-    if params.user_topic {
-        initial.push((Topic::user(user), None));
-    }
-    initial.extend(params.topics);
+    // The sender's own slot is one of the `control_capacity`.
+    let (mut control_tx, control_rx) = queue::channel(control_capacity - 1);
     for (topic, since) in initial {
         if let Some(kind) = hub.kind(topic.kind()) {
             let _ = control_tx.try_send(Control::Subscribe { topic, since, reference: None, quiet: true, kind });
         }
     }
-    let (mut sink, mut stream) = ws.split();
     let clock = Idle::default();
-    let protocol = params.protocol;
     {
         let reader = read_loop(&hub, &conn, &principal, &*protocol, &mut stream, control_tx, &clock);
+        let rx = conn.outbox.receiver();
         let writer = write_loop(&hub, &conn, &principal, &*protocol, &mut sink, rx, control_rx, &clock);
         tokio::pin!(writer);
         let reader_ended = tokio::select! {
@@ -213,7 +245,7 @@ async fn read_loop<S>(
     principal: &Arc<Principal>,
     protocol: &dyn Protocol,
     stream: &mut SplitStream<WebSocketStream<S>>,
-    control: mpsc::Sender<Control>,
+    mut control: queue::Sender<Control>,
     idle: &Idle,
 ) -> Option<(u16, String)>
 where
@@ -221,11 +253,13 @@ where
 {
     let config = hub.config();
     let burst = NonZeroU32::new(config.rate_count).unwrap_or(NonZeroU32::MIN);
-    let limiter =
-        Quota::with_period(config.rate_period / burst.get()).map(|q| RateLimiter::direct(q.allow_burst(burst)));
-    let flood_after = config.rate_count.saturating_mul(2).max(10);
-    let mut refused_in_a_row = 0u32;
-    let control = &control;
+    let mut rate = Rate {
+        limiter: Quota::with_period(config.rate_period / burst.get())
+            .map(|q| RateLimiter::direct(q.allow_burst(burst))),
+        flood_after: config.rate_count.saturating_mul(2).max(10),
+        refused_in_a_row: 0,
+    };
+    let control = &mut control;
     loop {
         let message = match stream.next().await? {
             Ok(message) => message,
@@ -240,55 +274,85 @@ where
             Err(_) => return None,
         };
         idle.touch();
-        let text = match message {
-            Message::Text(text) => text,
-            Message::Binary(_) => {
-                hub.metrics().frames_in.increment(1);
-                let err = WsError::new("unsupported_frame", "binary frames are not supported; send JSON text frames");
-                reply(control, protocol.error(None, None, &err)).await;
-                continue;
-            }
-            Message::Close(_) => return None,
-            Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => continue,
-        };
-        hub.metrics().frames_in.increment(1);
-        if let Some(limiter) = &limiter
-            && let Err(not_until) = limiter.check()
-        {
-            refused_in_a_row += 1;
-            if refused_in_a_row > flood_after {
-                return Some((close::FLOOD, "too many messages: the rate limit was ignored".into()));
-            }
-            let wait = not_until.wait_time_from(DefaultClock::default().now());
-            let mut err = WsError::new("rate_limited", "too many messages; slow down");
-            err.details = json!({ "retry_after_ms": u64::try_from(wait.as_millis()).unwrap_or(u64::MAX) });
-            reply(control, protocol.error(None, None, &err)).await;
+        if matches!(message, Message::Ping(_) | Message::Pong(_) | Message::Frame(_)) {
             continue;
         }
-        refused_in_a_row = 0;
-        let frame = match protocol.decode(text.as_str()) {
-            Ok(frame) => frame,
-            Err(FrameError { reference, error }) => {
-                reply(control, protocol.error(reference.as_ref(), None, &error)).await;
-                continue;
-            }
-        };
-        let reference = frame.reference.clone();
-        if frame.op == "ping" {
-            reply(control, protocol.pong(reference.as_ref())).await;
-            continue;
-        }
-        match dispatch(hub, conn, principal, control, frame).await {
-            Ok(Some(fields)) => reply(control, protocol.ack(reference.as_ref(), fields)).await,
-            Ok(None) => {}
-            Err((topic, err)) => reply(control, protocol.error(reference.as_ref(), topic.as_ref(), &err)).await,
+        // Boxed: handling a frame takes far more room than waiting for
+        // one, and a connection mostly waits.
+        if let Some(end) = Box::pin(on_message(hub, conn, principal, protocol, control, &mut rate, message)).await {
+            return end;
         }
     }
 }
 
-async fn reply(control: &mpsc::Sender<Control>, frame: Option<Utf8Bytes>) {
+/// A connection's rate limit.
+struct Rate {
+    limiter: Option<governor::DefaultDirectRateLimiter>,
+    flood_after: u32,
+    refused_in_a_row: u32,
+}
+
+/// Handles one frame from the client. `Some` ends the connection, with
+/// the close code and reason to send (`None`: a normal close).
+async fn on_message(
+    hub: &Hub,
+    conn: &Arc<Conn>,
+    principal: &Arc<Principal>,
+    protocol: &dyn Protocol,
+    control: &mut queue::Sender<Control>,
+    rate: &mut Rate,
+    message: Message,
+) -> Option<Option<(u16, String)>> {
+    let text = match message {
+        Message::Text(text) => text,
+        Message::Binary(_) => {
+            hub.metrics().frames_in.increment(1);
+            let err = WsError::new("unsupported_frame", "binary frames are not supported; send JSON text frames");
+            reply(control, protocol.error(None, None, &err)).await;
+            return None;
+        }
+        Message::Close(_) => return Some(None),
+        Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => return None,
+    };
+    hub.metrics().frames_in.increment(1);
+    if let Some(limiter) = &rate.limiter
+        && let Err(not_until) = limiter.check()
+    {
+        rate.refused_in_a_row += 1;
+        if rate.refused_in_a_row > rate.flood_after {
+            return Some(Some((close::FLOOD, "too many messages: the rate limit was ignored".into())));
+        }
+        let wait = not_until.wait_time_from(DefaultClock::default().now());
+        let mut err = WsError::new("rate_limited", "too many messages; slow down");
+        err.details = json!({ "retry_after_ms": u64::try_from(wait.as_millis()).unwrap_or(u64::MAX) });
+        reply(control, protocol.error(None, None, &err)).await;
+        return None;
+    }
+    rate.refused_in_a_row = 0;
+    let frame = match protocol.decode(text.as_str()) {
+        Ok(frame) => frame,
+        Err(FrameError { reference, error }) => {
+            reply(control, protocol.error(reference.as_ref(), None, &error)).await;
+            return None;
+        }
+    };
+    let reference = frame.reference.clone();
+    if frame.op == "ping" {
+        reply(control, protocol.pong(reference.as_ref())).await;
+        return None;
+    }
+    match dispatch(hub, conn, principal, control, frame).await {
+        Ok(Some(fields)) => reply(control, protocol.ack(reference.as_ref(), fields)).await,
+        Ok(None) => {}
+        Err((topic, err)) => reply(control, protocol.error(reference.as_ref(), topic.as_ref(), &err)).await,
+    }
+    None
+}
+
+async fn reply(control: &mut queue::Sender<Control>, frame: Option<Utf8Bytes>) {
     if let Some(frame) = frame {
-        let _ = control.send(Control::Reply(frame)).await;
+        // `feed`, not `send`: waits for room before queuing, not after.
+        let _ = control.feed(Control::Reply(frame)).await;
     }
 }
 
@@ -320,7 +384,7 @@ async fn dispatch(
     hub: &Hub,
     conn: &Arc<Conn>,
     principal: &Arc<Principal>,
-    control: &mpsc::Sender<Control>,
+    control: &mut queue::Sender<Control>,
     frame: ClientFrame,
 ) -> OpResult {
     match frame.op.as_str() {
@@ -337,13 +401,13 @@ async fn dispatch(
             with_timeout(kind.authorize(principal, &topic, Action::Subscribe)).await.map_err(at)?;
             let reference = frame.reference;
             let _ =
-                control.send(Control::Subscribe { topic, since: op.since_seq, reference, quiet: false, kind }).await;
+                control.feed(Control::Subscribe { topic, since: op.since_seq, reference, quiet: false, kind }).await;
             Ok(None)
         }
         "unsubscribe" => {
             let op: UnsubscribeOp = frame.fields().map_err(plain)?;
             let topic = Topic::parse(&op.topic).map_err(plain)?;
-            let _ = control.send(Control::Unsubscribe { topic, reference: frame.reference }).await;
+            let _ = control.feed(Control::Unsubscribe { topic, reference: frame.reference }).await;
             Ok(None)
         }
         "typing" => {
@@ -475,9 +539,10 @@ struct Writer<'a> {
     conn: &'a Arc<Conn>,
     principal: &'a Arc<Principal>,
     protocol: &'a dyn Protocol,
-    topics: HashMap<Topic, TopicState>,
+    /// Boxed states: the map's empty slots stay small.
+    topics: HashMap<Topic, Box<TopicState>>,
     frames: Vec<Message>,
-    internal: mpsc::UnboundedSender<Internal>,
+    internal: queue::UnboundedSender<Internal>,
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -487,23 +552,28 @@ async fn write_loop<S>(
     principal: &Arc<Principal>,
     protocol: &dyn Protocol,
     sink: &mut SplitSink<WebSocketStream<S>, Message>,
-    mut rx: mpsc::Receiver<Item>,
-    mut control: mpsc::Receiver<Control>,
+    mut rx: outbox::Receiver<'_, Item>,
+    mut control: queue::Receiver<Control>,
     idle: &Idle,
 ) where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    let config = hub.config().clone();
-    let (internal, mut internal_rx) = mpsc::unbounded_channel();
+    let config = hub.config();
+    let (internal, mut internal_rx) = queue::unbounded();
     let mut w = Writer { hub, conn, principal, protocol, topics: HashMap::new(), frames: Vec::new(), internal };
-    let mut batch = Vec::with_capacity(64);
-    let mut ping = tokio::time::interval_at(Instant::now() + config.ping_interval, config.ping_interval);
-    ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let shutdown = hub.conn_shutdown().clone();
-    let far = Duration::from_secs(86_400);
+    // One timer, at the earliest of the next ping, the idle deadline and
+    // the oldest open gap's deadline. A late ping delays the next one.
+    let mut next_ping = Instant::now() + config.ping_interval;
+    let timer = tokio::time::sleep_until(next_ping);
+    tokio::pin!(timer);
+    let shutdown = hub.conn_shutdown();
     loop {
-        let idle_deadline = idle.last() + config.idle_timeout;
         let gap_deadline = w.gap_deadline(config.gap_wait);
+        let wake =
+            gap_deadline.map_or(idle.last() + config.idle_timeout, |gap| gap.min(idle.last() + config.idle_timeout));
+        if timer.is_elapsed() || timer.deadline() != wake.min(next_ping) {
+            timer.as_mut().reset(wake.min(next_ping));
+        }
         tokio::select! {
             biased;
             () = conn.kill.token().cancelled() => return,
@@ -511,48 +581,56 @@ async fn write_loop<S>(
                 conn.kill.kill(close::GOING_AWAY, "the server is shutting down; reconnect");
                 return;
             }
-            c = control.recv() => match c {
+            c = control.next() => match c {
                 Some(c) => w.control(c),
                 None => return,
             },
-            Some(i) = internal_rx.recv() => w.internal(i),
-            n = rx.recv_many(&mut batch, 64) => {
-                if n == 0 {
-                    return;
-                }
-                for item in batch.drain(..) {
+            Some(i) = internal_rx.next() => w.internal(i),
+            item = rx.recv() => {
+                w.item(item);
+                // What else is queued goes out in the same write.
+                for _ in 1..ITEM_BATCH {
+                    let Some(item) = rx.try_recv() else { break };
                     w.item(item);
                 }
             }
-            _ = ping.tick() => w.frames.push(Message::Ping(Bytes::new())),
-            () = tokio::time::sleep_until(idle_deadline) => {
-                if idle.last() + config.idle_timeout <= Instant::now() {
+            () = &mut timer => {
+                let now = Instant::now();
+                if next_ping <= now {
+                    w.frames.push(Message::Ping(Bytes::new()));
+                    next_ping = now + config.ping_interval;
+                }
+                if idle.last() + config.idle_timeout <= now {
                     conn.kill.kill(
                         close::HEARTBEAT_TIMEOUT,
                         format!("nothing received for {} s (answer pings)", config.idle_timeout.as_secs()),
                     );
                     return;
                 }
-            }
-            () = tokio::time::sleep_until(gap_deadline.unwrap_or_else(|| Instant::now() + far)), if gap_deadline.is_some() => {
-                w.fill_gaps(config.gap_wait);
+                if gap_deadline.is_some_and(|gap| gap <= now) {
+                    w.fill_gaps(config.gap_wait);
+                }
             }
         }
         if w.frames.is_empty() {
             continue;
         }
-        let count = w.frames.len() as u64;
-        let frames = &mut w.frames;
-        let write = async {
-            for message in frames.drain(..) {
-                sink.feed(message).await?;
+        // The write takes the frames and frees them when done, and runs
+        // boxed: an idle connection keeps neither the frames' buffer nor
+        // the write's room.
+        let frames = std::mem::take(&mut w.frames);
+        let count = frames.len() as u64;
+        let out = &mut *sink;
+        let write = Box::pin(tokio::time::timeout(config.write_timeout, async move {
+            for message in frames {
+                out.feed(message).await?;
             }
-            sink.flush().await
-        };
+            out.flush().await
+        }));
         tokio::select! {
             biased;
             () = conn.kill.token().cancelled() => return,
-            result = tokio::time::timeout(config.write_timeout, write) => match result {
+            result = write => match result {
                 Ok(Ok(())) => hub.metrics().frames_out.increment(count),
                 Ok(Err(_)) => return,
                 Err(_) => {
@@ -583,21 +661,21 @@ impl Writer<'_> {
                     }
                     return;
                 }
-                let Some(mut ready) = self.hub.registry().subscribe(self.conn, &topic, kind.tracks_viewers()) else {
+                let Some(ready) = self.hub.registry().subscribe(self.conn, &topic, kind.tracks_viewers()) else {
                     return;
                 };
                 self.topics.insert(
                     topic.clone(),
-                    TopicState {
+                    Box::new(TopicState {
                         kind,
                         phase: Phase::Waiting { buffer: Vec::new(), since, reference, quiet },
                         typing_seen: None,
-                    },
+                    }),
                 );
                 let internal = self.internal.clone();
                 tokio::spawn(async move {
-                    let ok = matches!(tokio::time::timeout(READY_TIMEOUT, ready.wait_for(|r| *r)).await, Ok(Ok(_)));
-                    let _ = internal.send(Internal::Ready { topic, ok });
+                    let ok = tokio::time::timeout(READY_TIMEOUT, ready.wait()).await.unwrap_or(false);
+                    let _ = internal.unbounded_send(Internal::Ready { topic, ok });
                 });
             }
             Control::Unsubscribe { topic, reference } => {
@@ -754,7 +832,7 @@ impl Writer<'_> {
         match item {
             Item::Event(event) => self.event(event),
             Item::Revoked(topic) => {
-                if self.topics.remove(&topic).is_some() {
+                if self.topics.remove(&*topic).is_some() {
                     let frame = EventFrame::build(&topic, "unsubscribed", None, &json!({"reason": "revoked"}));
                     self.out().event(&frame);
                 }
@@ -847,7 +925,7 @@ impl Writer<'_> {
                     Fetch::Events { events, full }
                 }),
             };
-            let _ = internal.send(Internal::Fetched { topic, result });
+            let _ = internal.unbounded_send(Internal::Fetched { topic, result });
         });
     }
 
@@ -871,7 +949,7 @@ impl Writer<'_> {
                 }
             }
             // Sent even when empty: it ends the typing de-duplication window.
-            let _ = internal.send(Internal::Snapshot { topic, events });
+            let _ = internal.unbounded_send(Internal::Snapshot { topic, events });
         });
     }
 }

@@ -187,12 +187,13 @@ impl Hub {
     }
 
     /// Runs a connection (already upgraded and authenticated) until it
-    /// closes.
-    pub async fn serve<S>(&self, ws: WebSocketStream<S>, params: ConnectParams)
+    /// closes. Spawn the returned future as a task of its own: it is all
+    /// the state the connection keeps.
+    pub fn serve<S>(&self, ws: WebSocketStream<S>, params: ConnectParams) -> impl Future<Output = ()> + Send + use<S>
     where
         S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
-        connection::run(self.clone(), ws, params).await;
+        connection::run(self.clone(), ws, params)
     }
 
     /// Publishes an event on every node; `exclude_user` does not receive
@@ -377,9 +378,7 @@ async fn channel_task(
         match op {
             None => break,
             Some(ChannelOp::Subscribe(topic, ready)) => match broker.subscribe(topic.as_str()).await {
-                Ok(()) => {
-                    ready.send_replace(true);
-                }
+                Ok(()) => ready.delivered(),
                 Err(e) => tracing::warn!(error = %e, %topic, "broker subscribe failed"),
             },
             Some(ChannelOp::Unsubscribe(topic)) => {

@@ -14,6 +14,7 @@
 //! depend on axum. The HTTP upgrade, authentication and routes live in
 //! `palaver-server` (`src/ws/`).
 
+mod batched;
 pub mod broker;
 pub mod close;
 pub mod config;
@@ -22,11 +23,13 @@ pub mod frame;
 mod hub;
 mod metrics;
 pub mod nodes;
+mod outbox;
 pub mod presence;
 mod registry;
 pub mod topic;
 mod typing;
 
+pub use batched::BatchedWrites;
 pub use broker::{Broker, Delivery, MemoryBroker, MemoryBus, RedisBroker};
 pub use config::HubConfig;
 pub use connection::{ConnId, ConnectParams, NativeProtocol, Protocol};

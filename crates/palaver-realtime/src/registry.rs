@@ -7,12 +7,12 @@
 //! and channel tasks of the hub.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock, RwLock};
 
 use bytes::Bytes;
 use palaver_core::UserId;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{Notify, mpsc};
 use tokio_util::sync::CancellationToken;
 
 use crate::broker::Delivery;
@@ -20,14 +20,16 @@ use crate::close;
 use crate::connection::ConnId;
 use crate::frame::{BrokerMsg, EventFrame, decode};
 use crate::metrics::Metrics;
+use crate::outbox::{Outbox, PushError};
 use crate::topic::Topic;
 
 /// What a connection's writer receives from the fan-out.
 pub(crate) enum Item {
     /// An event of a subscribed topic.
     Event(Arc<EventFrame>),
-    /// The subscription was revoked (the user left the room).
-    Revoked(Topic),
+    /// The subscription was revoked (the user left the room). Boxed, as
+    /// it is rare: the common variants set the size of every queue slot.
+    Revoked(Box<Topic>),
     /// Events may have been lost (broker reconnected): reload sequenced
     /// topics.
     Resync,
@@ -70,7 +72,8 @@ impl Kill {
 pub(crate) struct Conn {
     pub id: ConnId,
     pub user: UserId,
-    pub tx: mpsc::Sender<Item>,
+    /// The bounded queue the fan-out fills and the writer empties.
+    pub outbox: Outbox<Item>,
     pub kill: Kill,
 }
 
@@ -85,13 +88,63 @@ pub(crate) enum Transition {
 
 /// Changes the channel task forwards to the broker.
 pub(crate) enum ChannelOp {
-    Subscribe(Topic, watch::Sender<bool>),
+    Subscribe(Topic, ReadyTx),
     Unsubscribe(Topic),
 }
 
 struct TopicEntry {
     subs: HashMap<ConnId, Arc<Conn>>,
-    ready: watch::Receiver<bool>,
+    ready: Arc<Ready>,
+}
+
+const PENDING: u8 = 0;
+const DELIVERED: u8 = 1;
+const FAILED: u8 = 2;
+
+/// Whether the broker delivers a topic to this node yet; new subscribers
+/// wait for it. (A `watch` channel took some 380 bytes a topic, and every
+/// connection has a topic of its own, `user:{id}`.)
+pub(crate) struct Ready {
+    state: AtomicU8,
+    notify: Notify,
+}
+
+impl Ready {
+    /// Waits until the topic is delivered (true) or will not be (false).
+    pub(crate) async fn wait(&self) -> bool {
+        loop {
+            let notified = self.notify.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            match self.state.load(Ordering::Acquire) {
+                DELIVERED => return true,
+                FAILED => return false,
+                _ => notified.await,
+            }
+        }
+    }
+
+    fn settle(&self, state: u8) {
+        if self.state.compare_exchange(PENDING, state, Ordering::AcqRel, Ordering::Acquire).is_ok() {
+            self.notify.notify_waiters();
+        }
+    }
+}
+
+/// The channel task's end of a [`Ready`]: dropped without
+/// [`ReadyTx::delivered`], the subscription failed.
+pub(crate) struct ReadyTx(Arc<Ready>);
+
+impl ReadyTx {
+    pub(crate) fn delivered(self) {
+        self.0.settle(DELIVERED);
+    }
+}
+
+impl Drop for ReadyTx {
+    fn drop(&mut self) {
+        self.0.settle(FAILED);
+    }
 }
 
 #[derive(Default)]
@@ -150,7 +203,7 @@ impl Registry {
     }
 
     /// Adds a connection of `user`, unless a cap is reached.
-    pub(crate) fn register(&self, user: UserId) -> Result<(Arc<Conn>, mpsc::Receiver<Item>), Refused> {
+    pub(crate) fn register(&self, user: UserId) -> Result<Arc<Conn>, Refused> {
         let mut state = self.write();
         if state.conns.len() >= self.max_connections {
             self.metrics.refused_total.increment(1);
@@ -167,9 +220,8 @@ impl Registry {
                 reason: format!("too many connections for this user (at most {})", self.max_per_user),
             });
         }
-        let (tx, rx) = mpsc::channel(self.queue_capacity);
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let conn = Arc::new(Conn { id, user, tx, kill: Kill::default() });
+        let conn = Arc::new(Conn { id, user, outbox: Outbox::new(self.queue_capacity), kill: Kill::default() });
         state.conns.insert(id, conn.clone());
         let list = state.by_user.entry(user).or_default();
         list.push(id);
@@ -178,7 +230,7 @@ impl Registry {
         }
         self.metrics.connections.increment(1.0);
         self.metrics.connections_total.increment(1);
-        Ok((conn, rx))
+        Ok(conn)
     }
 
     /// Removes a connection and all its subscriptions.
@@ -199,9 +251,9 @@ impl Registry {
         self.metrics.connections.decrement(1.0);
     }
 
-    /// Subscribes a connection; the receiver turns true once the broker
+    /// Subscribes a connection; the [`Ready`] tells when the broker
     /// delivers the topic to this node. `None` when already subscribed.
-    pub(crate) fn subscribe(&self, conn: &Arc<Conn>, topic: &Topic, track_view: bool) -> Option<watch::Receiver<bool>> {
+    pub(crate) fn subscribe(&self, conn: &Arc<Conn>, topic: &Topic, track_view: bool) -> Option<Arc<Ready>> {
         let mut state = self.write();
         if !state.conns.contains_key(&conn.id) {
             return None;
@@ -217,12 +269,12 @@ impl Registry {
                 entry.ready.clone()
             }
             None => {
-                let (tx, rx) = watch::channel(false);
-                let _ = self.channel_tx.send(ChannelOp::Subscribe(topic.clone(), tx));
+                let ready = Arc::new(Ready { state: AtomicU8::new(PENDING), notify: Notify::new() });
+                let _ = self.channel_tx.send(ChannelOp::Subscribe(topic.clone(), ReadyTx(ready.clone())));
                 let mut subs = HashMap::new();
                 subs.insert(conn.id, conn.clone());
-                state.topics.insert(topic.clone(), TopicEntry { subs, ready: rx.clone() });
-                rx
+                state.topics.insert(topic.clone(), TopicEntry { subs, ready: ready.clone() });
+                ready
             }
         };
         if track_view {
@@ -281,7 +333,7 @@ impl Registry {
         for conn in conns {
             let track_view = state.conn_topics.get_mut(&conn.id).and_then(|t| t.remove(topic)).unwrap_or(false);
             self.remove_sub(&mut state, topic, &conn, track_view);
-            if conn.tx.try_send(Item::Revoked(topic.clone())).is_err() {
+            if conn.outbox.push(Item::Revoked(Box::new(topic.clone()))).is_err() {
                 conn.kill.kill(close::SLOW_CONSUMER, close::SLOW_CONSUMER_REASON);
             }
         }
@@ -309,7 +361,7 @@ impl Registry {
         }
         let Ok(id) = id.parse::<ConnId>() else { return };
         if let Some(conn) = self.read().conns.get(&id)
-            && conn.tx.try_send(Item::Direct(frame)).is_err()
+            && conn.outbox.push(Item::Direct(frame)).is_err()
         {
             conn.kill.kill(close::SLOW_CONSUMER, close::SLOW_CONSUMER_REASON);
         }
@@ -337,16 +389,16 @@ impl Registry {
             if frame.exclude_user == Some(conn.user) {
                 continue;
             }
-            match conn.tx.try_send(Item::Event(frame.clone())) {
+            match conn.outbox.push(Item::Event(frame.clone())) {
                 Ok(()) => {}
-                Err(mpsc::error::TrySendError::Full(_)) => {
+                Err(PushError::Full) => {
                     if !conn.kill.token().is_cancelled() {
                         self.metrics.slow_consumers.increment(1);
                         tracing::info!(conn = conn.id, user = conn.user, "slow consumer: closing");
                     }
                     conn.kill.kill(close::SLOW_CONSUMER, close::SLOW_CONSUMER_REASON);
                 }
-                Err(mpsc::error::TrySendError::Closed(_)) => {}
+                Err(PushError::Closed) => {}
             }
         }
     }
@@ -366,7 +418,45 @@ impl Delivery for Registry {
 
     fn resync(&self) {
         for conn in self.read().conns.values() {
-            let _ = conn.tx.try_send(Item::Resync);
+            let _ = conn.outbox.push(Item::Resync);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    fn ready() -> (Arc<Ready>, ReadyTx) {
+        let ready = Arc::new(Ready { state: AtomicU8::new(PENDING), notify: Notify::new() });
+        (ready.clone(), ReadyTx(ready))
+    }
+
+    #[tokio::test]
+    async fn ready_tells_waiters_before_and_after_delivery() {
+        let (ready, tx) = ready();
+        let early = tokio::spawn({
+            let ready = ready.clone();
+            async move { ready.wait().await }
+        });
+        tokio::task::yield_now().await;
+        assert!(tokio::time::timeout(Duration::from_millis(50), ready.wait()).await.is_err(), "pending");
+        tx.delivered();
+        assert!(tokio::time::timeout(Duration::from_secs(5), early).await.unwrap().unwrap());
+        assert!(ready.wait().await, "a later subscriber sees the delivery");
+    }
+
+    #[tokio::test]
+    async fn ready_fails_when_the_channel_task_drops_it() {
+        let (ready, tx) = ready();
+        let waiter = tokio::spawn({
+            let ready = ready.clone();
+            async move { ready.wait().await }
+        });
+        drop(tx);
+        assert!(!tokio::time::timeout(Duration::from_secs(5), waiter).await.unwrap().unwrap());
+        assert!(!ready.wait().await);
     }
 }

@@ -118,9 +118,7 @@ async fn handshake(state: &AppState, query: &TokenQuery, headers: &HeaderMap) ->
 fn open(state: &AppState, request: Request, params: ConnectParams) -> Response {
     let hub = state.hub.clone();
     let socket_config = hub.config().socket_config();
-    upgrade::accept(request, socket_config, move |socket| async move {
-        hub.serve(socket, params).await;
-    })
+    upgrade::accept(request, socket_config, move |socket| hub.serve(socket, params))
 }
 
 fn params(principal: Principal, protocol: Arc<dyn Protocol>) -> ConnectParams {

@@ -14,6 +14,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use hyper::upgrade::Upgraded;
 use hyper_util::rt::TokioIo;
+use palaver_realtime::BatchedWrites;
 use palaver_realtime::tokio_tungstenite::WebSocketStream;
 use palaver_realtime::tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use palaver_realtime::tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
@@ -21,8 +22,9 @@ use serde_json::json;
 
 use crate::error::error_response;
 
-/// The socket a route's connection runs on.
-pub type Socket = WebSocketStream<TokioIo<Upgraded>>;
+/// The socket a route's connection runs on (writes batched as
+/// [`palaver_realtime::HubConfig::socket_config`] expects).
+pub type Socket = WebSocketStream<BatchedWrites<TokioIo<Upgraded>>>;
 
 fn header_has_token(headers: &HeaderMap, name: header::HeaderName, token: &str) -> bool {
     headers
@@ -54,7 +56,10 @@ pub fn check(headers: &HeaderMap) -> Result<(), Box<Response>> {
 }
 
 /// Answers the handshake with 101 and runs `run` on the socket once the
-/// connection is upgraded. Call [`check`] first.
+/// connection is upgraded, as a task of its own: the task that waits for
+/// the upgrade ends there, so its state (the closure, the socket's
+/// construction) is not kept for the connection's whole life. Call
+/// [`check`] first.
 pub fn accept<F, Fut>(mut request: Request, config: WebSocketConfig, run: F) -> Response
 where
     F: FnOnce(Socket) -> Fut + Send + 'static,
@@ -71,8 +76,9 @@ where
     tokio::spawn(async move {
         match on_upgrade.await {
             Ok(upgraded) => {
-                let socket = WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, Some(config)).await;
-                run(socket).await;
+                let io = BatchedWrites::new(TokioIo::new(upgraded));
+                let socket = WebSocketStream::from_raw_socket(io, Role::Server, Some(config)).await;
+                tokio::spawn(run(socket));
             }
             Err(e) => tracing::debug!(error = %e, "WebSocket upgrade failed"),
         }
