@@ -115,17 +115,11 @@ mod batch {
             let rooms: Vec<Id> = batch.iter().map(|m| m.room_id).collect();
             let senders: Vec<UserId> = batch.iter().map(|m| m.sender.id).collect();
             let keys: Vec<Option<&str>> = batch.iter().map(|m| m.client_msg_id.as_deref()).collect();
-            let rows: Vec<(i32, bool, bool, Option<Id>)> = sqlx::query_as(
-                "SELECT t.i, \
-                   EXISTS (SELECT 1 FROM chat_participants s WHERE s.room_id = t.room_id AND s.user_id = t.sender_id), \
-                   EXISTS (SELECT 1 FROM chat_rooms r JOIN chat_participants o ON o.room_id = r.id JOIN blocks b \
-                     ON (b.blocker_id = o.user_id AND b.blocked_id = t.sender_id) \
-                     OR (b.blocker_id = t.sender_id AND b.blocked_id = o.user_id) \
-                     WHERE r.id = t.room_id AND r.room_type = 'private' AND o.user_id <> t.sender_id), \
-                   (SELECT m.id FROM messages m WHERE m.room_id = t.room_id AND m.sender_id = t.sender_id \
-                     AND m.client_msg_id = t.key) \
-                 FROM unnest($1::int4[], $2::int8[], $3::int8[], $4::text[]) AS t(i, room_id, sender_id, key)",
-            )
+            let rows: Vec<(i32, bool, bool, Option<Id>)> = sqlx::query_as(concat!(
+                "SELECT t.i, ",
+                crate::sql::chat::batch_checks!(),
+                " FROM unnest($1::int4[], $2::int8[], $3::int8[], $4::text[]) AS t(i, room_id, sender_id, key)"
+            ))
             .bind(&index)
             .bind(&rooms)
             .bind(&senders)

@@ -127,18 +127,12 @@ mod batch {
                 batch.iter().map(|m| json!({"r": m.room_id, "s": m.sender.id, "k": m.client_msg_id})).collect();
             // (index, room head, member, blocked, original)
             type Probed = (i64, Option<i64>, bool, bool, Option<Id>);
-            let rows: Vec<Probed> = sqlx::query_as(
-                "SELECT t.i, (SELECT h.last_seq FROM chat_rooms h WHERE h.id = t.room_id AND h.is_active), \
-                   EXISTS (SELECT 1 FROM chat_participants s WHERE s.room_id = t.room_id AND s.user_id = t.sender_id), \
-                   EXISTS (SELECT 1 FROM chat_rooms r JOIN chat_participants o ON o.room_id = r.id JOIN blocks b \
-                     ON (b.blocker_id = o.user_id AND b.blocked_id = t.sender_id) \
-                     OR (b.blocker_id = t.sender_id AND b.blocked_id = o.user_id) \
-                     WHERE r.id = t.room_id AND r.room_type = 'private' AND o.user_id <> t.sender_id), \
-                   (SELECT m.id FROM messages m WHERE m.room_id = t.room_id AND m.sender_id = t.sender_id \
-                     AND m.client_msg_id = t.key) \
-                 FROM (SELECT key AS i, value ->> 'r' AS room_id, value ->> 's' AS sender_id, value ->> 'k' AS key \
-                   FROM json_each($1)) AS t",
-            )
+            let rows: Vec<Probed> = sqlx::query_as(concat!(
+                "SELECT t.i, (SELECT h.last_seq FROM chat_rooms h WHERE h.id = t.room_id AND h.is_active), ",
+                crate::sql::chat::batch_checks!(),
+                " FROM (SELECT key AS i, value ->> 'r' AS room_id, value ->> 's' AS sender_id, value ->> 'k' AS key \
+                   FROM json_each($1)) AS t"
+            ))
             .bind(json_text(&Value::Array(probes))?)
             .fetch_all(&mut *tx)
             .await?;

@@ -43,6 +43,22 @@ macro_rules! message_cols {
 }
 pub(crate) use message_cols;
 
+/// A batch's checks of one message (see "Group commit"): whether the
+/// sender is a participant, whether a block stands in a private room, and
+/// the original of a retried key. Needs `t(room_id, sender_id, key)`.
+macro_rules! batch_checks {
+    () => {
+        "EXISTS (SELECT 1 FROM chat_participants s WHERE s.room_id = t.room_id AND s.user_id = t.sender_id), \
+         EXISTS (SELECT 1 FROM chat_rooms r JOIN chat_participants o ON o.room_id = r.id JOIN blocks b \
+           ON (b.blocker_id = o.user_id AND b.blocked_id = t.sender_id) \
+           OR (b.blocker_id = t.sender_id AND b.blocked_id = o.user_id) \
+           WHERE r.id = t.room_id AND r.room_type = 'private' AND o.user_id <> t.sender_id), \
+         (SELECT m.id FROM messages m WHERE m.room_id = t.room_id AND m.sender_id = t.sender_id \
+           AND m.client_msg_id = t.key)"
+    };
+}
+pub(crate) use batch_checks;
+
 /// A room with viewer `$1`'s watermark and its newest message, as `RoomRow`
 /// reads it. One row per room, one query per page: the newest message is
 /// found by the unique `(room_id, seq)` index.
