@@ -110,6 +110,12 @@ pub(crate) struct Ready {
 }
 
 impl Ready {
+    /// A pending readiness and the channel task's end of it.
+    fn pending() -> (Arc<Self>, ReadyTx) {
+        let ready = Arc::new(Self { state: AtomicU8::new(PENDING), notify: Notify::new() });
+        (ready.clone(), ReadyTx(ready))
+    }
+
     /// Waits until the topic is delivered (true) or will not be (false).
     pub(crate) async fn wait(&self) -> bool {
         loop {
@@ -269,8 +275,8 @@ impl Registry {
                 entry.ready.clone()
             }
             None => {
-                let ready = Arc::new(Ready { state: AtomicU8::new(PENDING), notify: Notify::new() });
-                let _ = self.channel_tx.send(ChannelOp::Subscribe(topic.clone(), ReadyTx(ready.clone())));
+                let (ready, tx) = Ready::pending();
+                let _ = self.channel_tx.send(ChannelOp::Subscribe(topic.clone(), tx));
                 let mut subs = HashMap::new();
                 subs.insert(conn.id, conn.clone());
                 state.topics.insert(topic.clone(), TopicEntry { subs, ready: ready.clone() });
@@ -429,14 +435,9 @@ mod tests {
 
     use super::*;
 
-    fn ready() -> (Arc<Ready>, ReadyTx) {
-        let ready = Arc::new(Ready { state: AtomicU8::new(PENDING), notify: Notify::new() });
-        (ready.clone(), ReadyTx(ready))
-    }
-
     #[tokio::test]
     async fn ready_tells_waiters_before_and_after_delivery() {
-        let (ready, tx) = ready();
+        let (ready, tx) = Ready::pending();
         let early = tokio::spawn({
             let ready = ready.clone();
             async move { ready.wait().await }
@@ -450,7 +451,7 @@ mod tests {
 
     #[tokio::test]
     async fn ready_fails_when_the_channel_task_drops_it() {
-        let (ready, tx) = ready();
+        let (ready, tx) = Ready::pending();
         let waiter = tokio::spawn({
             let ready = ready.clone();
             async move { ready.wait().await }
